@@ -1,0 +1,133 @@
+"""The option matrix, written out, and helpers to bake it.
+
+Every combination of the four axes that change the generated code is listed; `is_supported`
+is the one rule that splits them into those that must render and those the pre-gen hook must
+refuse. The remaining prompts (Python version, licence, CI) are varied on the default
+combination only, since they change single files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+DEFAULTS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+
+FRAMEWORKS = DEFAULTS["framework"]
+SCOPES = DEFAULTS["scope"]
+BASE_IMAGES = DEFAULTS["base_image"]
+PROCESSORS = DEFAULTS["processor"]
+
+
+@dataclass(frozen=True)
+class Combination:
+    framework: str
+    scope: str
+    base_image: str
+    processor: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.framework}-{self.scope}-{self.base_image}-{self.processor}"
+
+    def answers(self) -> dict[str, str]:
+        return {
+            "framework": self.framework,
+            "scope": self.scope,
+            "base_image": self.base_image,
+            "processor": self.processor,
+        }
+
+
+ALL_COMBINATIONS = [Combination(*values) for values in itertools.product(FRAMEWORKS, SCOPES, BASE_IMAGES, PROCESSORS)]
+
+
+def refusal_reason(combination: Combination) -> str | None:
+    """What the pre-gen hook must say for a combination it refuses; None if it must render."""
+    if combination.framework == "sklearn" and combination.processor == "gpu":
+        return "scikit-learn does not use GPUs"
+    if (combination.framework, combination.base_image) != ("sklearn", "from-scratch"):
+        return "is not built yet"
+    return None
+
+
+def is_supported(combination: Combination) -> bool:
+    return refusal_reason(combination) is None
+
+
+SUPPORTED = [c for c in ALL_COMBINATIONS if is_supported(c)]
+REFUSED = [c for c in ALL_COMBINATIONS if not is_supported(c)]
+
+
+def expected_files(answers: dict[str, str]) -> set[str]:
+    """Every file a rendered project must hold, and nothing else."""
+    package = answers.get("package_name", "iris_classifier")
+    src = f"src/{package}"
+    files = {
+        ".cookiecutter.json",
+        ".dockerignore",
+        ".gitignore",
+        "Dockerfile",
+        "LICENSE",
+        "Makefile",
+        "README.md",
+        "pyproject.toml",
+        "notebooks/launch.ipynb",
+        "scripts/build.sh",
+        "scripts/common.sh",
+        "scripts/push.sh",
+        f"{src}/__init__.py",
+        f"{src}/__main__.py",
+        f"{src}/data.py",
+        f"{src}/environment.py",
+        f"{src}/hyperparameters.py",
+        f"{src}/model.py",
+        f"{src}/train.py",
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/support.py",
+        "tests/test_cli.py",
+        "tests/test_data.py",
+        "tests/test_environment.py",
+        "tests/test_hyperparameters.py",
+        "tests/test_model.py",
+        "tests/test_train.py",
+    }
+    if answers.get("scope", "train+serve") == "train+serve":
+        files |= {f"{src}/inference.py", f"{src}/server.py", "tests/test_inference.py", "tests/test_server.py"}
+    if answers.get("ci", "github-actions") == "github-actions":
+        files.add(".github/workflows/ci.yml")
+    return files
+
+
+def project_files(project: Path) -> set[str]:
+    ignored = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+    return {
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file() and not ignored.intersection(path.relative_to(project).parts)
+    }
+
+
+def run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def bake_once(cookies_session):
+    """Bake each distinct set of answers once per session; later asks reuse the project."""
+    baked: dict[str, object] = {}
+
+    def bake(**answers: str):
+        key = json.dumps(answers, sort_keys=True)
+        if key not in baked:
+            baked[key] = cookies_session.bake(extra_context=answers)
+        return baked[key]
+
+    return bake

@@ -1,0 +1,58 @@
+"""Each supported combination passes its own linters and its own test suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SUPPORTED, Combination, run
+
+BIN = Path(sys.executable).parent
+
+
+def check(command: list[str], project: Path, label: str) -> str:
+    finished = run(command, cwd=project)
+    assert finished.returncode == 0, (
+        f"{label} failed in {project.name}:\n{finished.stdout[-6000:]}\n{finished.stderr[-3000:]}"
+    )
+    return finished.stdout
+
+
+@pytest.fixture(scope="module", params=SUPPORTED, ids=lambda c: c.id)
+def project(request, bake_once) -> Path:
+    combination: Combination = request.param
+    result = bake_once(**combination.answers())
+    assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+    return result.project_path
+
+
+def test_ruff(project):
+    check([str(BIN / "ruff"), "check", "."], project, "ruff check")
+    check([str(BIN / "ruff"), "format", "--check", "."], project, "ruff format --check")
+
+
+def test_shellcheck(project):
+    scripts = sorted(str(path) for path in (project / "scripts").glob("*.sh"))
+    check([str(BIN / "shellcheck"), "--external-sources", *scripts], project, "shellcheck")
+
+
+def test_hadolint(project):
+    check([str(BIN / "hadolint"), "Dockerfile"], project, "hadolint")
+
+
+def test_notebook_is_valid(project):
+    check(
+        [sys.executable, "-c", "import nbformat; nbformat.validate(nbformat.read('notebooks/launch.ipynb', 4))"],
+        project,
+        "nbformat",
+    )
+
+
+def test_project_suite_passes(project):
+    output = check(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, "the project's own pytest"
+    )
+    summary = output.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary

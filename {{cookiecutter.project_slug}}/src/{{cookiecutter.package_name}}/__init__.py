@@ -1,0 +1,1 @@
+"""{{ cookiecutter.project_slug }}: a SageMaker bring-your-own-container project."""
