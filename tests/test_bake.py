@@ -87,3 +87,25 @@ def test_bad_answer_is_refused_with_its_field_and_leaves_nothing(cookies, tmp_pa
     assert result.exit_code != 0
     assert "aws_region 'moon-base-1x' is not an AWS region name" in capfd.readouterr().err
     assert leftovers(tmp_path) == []
+
+
+EDGE_CASE_ANSWERS = {
+    "project_name": "Ïris « classifier » 'v2' \\ \"quoted\" $(rm -rf ~) `id`",
+    "description": 'It\'s a "model"; with \\backslashes\\, ünïcödé — ✓ & <html>',
+    "author_name": 'O\'Brien "Bob" \\ Ørsted',
+    "author_email": "o'brien+ml@example.com",
+}
+
+
+def test_edge_case_answers_render_valid_files(bake_once):
+    result = bake_once(**EDGE_CASE_ANSWERS)
+    project = assert_renders_cleanly(result, {"package_name": "iris_classifier_v2_quoted_rm_rf_id"})
+    assert project.name == "iris-classifier-v2-quoted-rm-rf-id"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == EDGE_CASE_ANSWERS["description"]
+    assert pyproject["project"]["authors"] == [
+        {"name": EDGE_CASE_ANSWERS["author_name"], "email": EDGE_CASE_ANSWERS["author_email"]}
+    ]
+    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert recorded["project_name"] == EDGE_CASE_ANSWERS["project_name"]
+    assert EDGE_CASE_ANSWERS["author_name"] in (project / "LICENSE").read_text(encoding="utf-8")
