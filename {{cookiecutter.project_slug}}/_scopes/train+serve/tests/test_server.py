@@ -2,15 +2,27 @@
 
 import http.client
 import json
+import pickle
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from {{ cookiecutter.package_name }}.inference import model_fn
+from {{ cookiecutter.package_name }}.server import negotiate
 
 from .support import PACKAGE, child_environment
+
+ONE_ROW = b"5.1,3.5,1.4,0.2"
+PAYLOAD_LIMIT = 10_000  # bytes: the module server runs with SAGEMAKER_MAX_PAYLOAD_IN_MB=0.01
 
 
 def free_port() -> int:
@@ -42,6 +54,9 @@ class Server:
         finally:
             connection.close()
 
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+
     def wait_until_listening(self, deadline_seconds=60):
         deadline = time.monotonic() + deadline_seconds
         while time.monotonic() < deadline:
@@ -60,13 +75,43 @@ class Server:
         return code, self.process.stdout.read()
 
 
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.read()
+
+
+def post_head(content_length: int | None = None, content_type: str = "text/csv") -> bytes:
+    length = "Transfer-Encoding: chunked" if content_length is None else f"Content-Length: {content_length}"
+    return f"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n{length}\r\n\r\n".encode()
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
 @pytest.fixture(scope="module")
 def server(trained_tree):
-    running = Server(trained_tree, SAGEMAKER_MAX_PAYLOAD_IN_MB="0.01")
+    running = Server(trained_tree, SAGEMAKER_MAX_PAYLOAD_IN_MB=str(PAYLOAD_LIMIT / 1024 / 1024))
     status, _, _ = running.wait_until_listening()
     assert status == 200
     yield running
-    running.stop()
+    code, log = running.stop()
+    # Nothing this module sent may have killed a worker or escaped as a traceback.
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    assert log.count("Booting worker") == 2, log
+
+
+@pytest.fixture(scope="module")
+def model(trained_tree):
+    return model_fn(trained_tree / "model")
+
+
+@pytest.fixture(scope="module")
+def known_rows(trained_tree) -> np.ndarray:
+    table = np.loadtxt(trained_tree / "input" / "data" / "train" / "train.csv", delimiter=",", ndmin=2)
+    return table[:, 1:]
 
 
 def invoke(server, body, content_type="text/csv", accept=None):
@@ -81,7 +126,7 @@ def test_ping_is_healthy(server):
 
 
 def test_one_csv_row(server):
-    assert invoke(server, b"5.1,3.5,1.4,0.2") == (200, "text/csv", b"0\n")
+    assert invoke(server, ONE_ROW) == (200, "text/csv", b"0\n")
 
 
 def test_many_csv_rows_answered_as_json(server):
@@ -96,18 +141,38 @@ def test_json_in_csv_out(server):
 
 
 def test_accept_with_preferences(server):
-    status, content_type, _ = invoke(server, b"5.1,3.5,1.4,0.2", accept="application/xml;q=1, application/json;q=0.5")
+    status, content_type, _ = invoke(server, ONE_ROW, accept="application/xml;q=1, application/json;q=0.5")
     assert (status, content_type) == (200, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("header", "choice"),
+    [
+        ("*/*", "text/csv"),
+        ("application/json", "application/json"),
+        ("text/csv;q=0, */*", "application/json"),
+        ("application/*;q=0.9, text/csv;q=0.5", "application/json"),
+        ("text/*", "text/csv"),
+        ("application/xml", None),
+        ("text/csv;q=zero", None),
+        (";;, ,", None),
+    ],
+)
+def test_accept_negotiation(header, choice):
+    assert negotiate(header, ("text/csv", "application/json")) == choice
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "accept", "status", "reason"),
     [
-        (b"5.1,3.5,1.4,0.2", "text/plain", None, 415, b"use text/csv or application/json"),
-        (b"5.1,3.5,1.4,0.2", "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
+        (ONE_ROW, "text/plain", None, 415, b"use text/csv or application/json"),
+        (ONE_ROW, "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
         (b"5.1,oops,1.4,0.2", "text/csv", None, 400, b"malformed CSV"),
         (b"5.1,3.5,1.4", "text/csv", None, 400, b"each row needs 4 features, got 3"),
         (b"{", "application/json", None, 400, b"malformed JSON"),
+        (b"[" * 5_000, "application/json", None, 400, b"malformed JSON"),
+        (b"[[1e999, 1, 2, 3]]", "application/json", None, 400, b"finite"),
+        (b"[[" + b"9" * 400 + b", 1, 2, 3]]", "application/json", None, 400, b"lists of numbers"),
         (b"1," * 10_000, "text/csv", None, 413, b"over the limit"),
     ],
 )
@@ -117,25 +182,161 @@ def test_bad_requests_get_a_clear_4xx(server, body, content_type, accept, status
     assert answer_type.startswith("text/plain")
     assert reason in answer
     assert answer.count(b"\n") == 1
-    assert invoke(server, b"5.1,3.5,1.4,0.2")[0] == 200
+    assert invoke(server, ONE_ROW)[0] == 200
 
 
-def test_missing_model_is_unhealthy_with_a_reason(tmp_path):
-    (tmp_path / "model").mkdir()
-    running = Server(tmp_path)
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/invocations", 405), ("GET", "/predict", 404)])
+def test_other_routes_are_refused(server, method, path, status):
+    assert server.request(method, path)[0] == status
+
+
+def test_oversized_body_is_refused_before_it_arrives(server):
+    with server.connect() as sock:
+        sock.sendall(post_head(content_length=100 * 1024 * 1024) + ONE_ROW)  # promises 100 MB, sends 15 bytes
+        status, answer = read_response(sock)
+    assert status == 413
+    assert b"over the limit" in answer
+
+
+def test_oversized_chunked_body_is_refused_while_still_arriving(server):
+    with server.connect() as sock:
+        sock.sendall(post_head() + b"".join(chunk(b"1," * 500) for _ in range(PAYLOAD_LIMIT // 1000 + 1)))
+        status, answer = read_response(sock)  # the last chunk was never sent: the server did not wait for it
+    assert status == 413
+    assert b"over the limit" in answer
+
+
+def test_chunked_body_within_the_limit(server):
+    with server.connect() as sock:
+        sock.sendall(post_head() + chunk(b"5.1,3.5,") + chunk(b"1.4,0.2\n7.7,3.0,6.1,2.3") + b"0\r\n\r\n")
+        assert read_response(sock) == (200, b"0\n2\n")
+
+
+class Exploit:
+    """A pickle that would leave a file behind if any server ever unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/python-pickle", "application/x-npy", "application/octet-stream", "text/csv"]
+)
+def test_request_bodies_are_never_unpickled(server, tmp_path, content_type):
+    marker = tmp_path / "unpickled"
+    status, _, _ = invoke(server, pickle.dumps(Exploit(marker)), content_type)
+    assert status in (400, 415)
+    assert not marker.exists()
+
+
+def test_a_burst_of_concurrent_requests_gets_every_answer_right(server, model, known_rows):
+    """500 requests over 16 connections, each with its own rows: no answer lost or mixed up."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for index in range(500):
+        picked = known_rows[rng.integers(len(known_rows), size=int(rng.integers(1, 9)))]
+        rows = np.round(picked + rng.normal(0, 0.3, picked.shape), 2)
+        as_json = index % 2 == 1
+        body = json.dumps(rows.tolist()) if as_json else "\n".join(",".join(map(str, row)) for row in rows.tolist())
+        accept = "text/csv" if index % 3 == 0 else "application/json"
+        cases.append((body.encode(), "application/json" if as_json else "text/csv", accept, model.predict(rows)))
+
+    def send_all(mine):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # kept alive throughout
+        answers = []
+        for body, content_type, accept, _ in mine:
+            connection.request("POST", "/invocations", body, {"Content-Type": content_type, "Accept": accept})
+            response = connection.getresponse()
+            answers.append((response.status, response.read()))
+        connection.close()
+        return answers
+
+    connections = 16
+    with ThreadPoolExecutor(connections) as pool:
+        batches = list(pool.map(send_all, [cases[start::connections] for start in range(connections)]))
+    for start, answers in enumerate(batches):
+        for (status, answer), (_, _, accept, expected) in zip(answers, cases[start::connections], strict=True):
+            assert status == 200, answer
+            if accept == "text/csv":
+                assert answer.decode().splitlines() == [str(value) for value in expected.tolist()]
+            else:
+                assert json.loads(answer) == {"predictions": expected.tolist()}
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=40)
+cells = st.one_of(st.floats(), st.integers(), st.just(10**400), st.text(max_size=4))
+csv_bodies = st.lists(st.lists(cells, max_size=6), max_size=6).map(
+    lambda rows: "\n".join(",".join(map(str, row)) for row in rows).encode()
+)
+json_bodies = st.recursive(
+    st.none() | st.booleans() | cells,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(["instances", "x"]), inner),
+    max_leaves=30,
+).map(lambda document: json.dumps(document).encode())
+known_types = st.sampled_from(["text/csv", "application/json", "text/csv; charset=utf-8", "application/x-npy", ""])
+
+
+def test_arbitrary_requests_never_get_a_5xx(server):
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(
+        body=st.one_of(st.binary(max_size=2048), csv_bodies, json_bodies),
+        content_type=st.one_of(st.none(), known_types, header_text),
+        accept=st.one_of(st.none(), known_types, header_text),
+    )
+    def throw(body, content_type, accept):
+        headers = {name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value}
+        status, _, answer = server.request("POST", "/invocations", body, headers)
+        assert status in (200, 400, 406, 413, 415), (status, answer)
+
+    throw()
+    assert server.request("GET", "/ping")[0] == 200
+    assert invoke(server, ONE_ROW) == (200, "text/csv", b"0\n")
+
+
+def unloadable_model(base_dir, trained_tree, kind):
+    if kind == "missing":
+        (base_dir / "model").mkdir()
+    else:
+        shutil.copytree(trained_tree / "model", base_dir / "model")
+        for path in (base_dir / "model").rglob("*"):
+            if path.is_file():
+                path.write_bytes(b"not a model")
+    return base_dir
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_unloadable_model_is_unhealthy_with_a_reason(tmp_path, trained_tree, kind):
+    running = Server(unloadable_model(tmp_path, trained_tree, kind))  # two workers, each loading the model itself
     try:
         status, _, body = running.wait_until_listening()
         assert status == 503
         assert b"cannot load the model" in body
-        assert invoke(running, b"5.1,3.5,1.4,0.2")[0] == 503
+        for _ in range(5):
+            assert running.request("GET", "/ping")[0] == 503
+        assert invoke(running, ONE_ROW)[0] == 503
     finally:
         code, log = running.stop()
     assert code == 0
-    assert log.count("cannot load the model") == 1
+    assert log.count("cannot load the model") == 2, "logged once per worker, not once per ping"
+    assert "Traceback" not in log
 
 
-def test_sigterm_stops_the_server_cleanly(trained_tree):
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(trained_tree):
     running = Server(trained_tree)
     assert running.wait_until_listening()[0] == 200
-    code, _ = running.stop()
-    assert code == 0
+    body = b"5.1,3.5,1.4,0.2\n7.7,3.0,6.1,2.3\n"
+    with running.connect() as sock:
+        sock.sendall(post_head(content_length=len(body)) + body[:10])
+        time.sleep(0.3)  # a worker holds the request and waits for the rest of its body
+        running.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.5)
+        sock.sendall(body[10:])  # the rest arrives while the server is shutting down
+        answer = read_response(sock)
+    code, log = running.stop()
+    assert answer == (200, b"0\n2\n")
+    assert code == 0, log
+    assert time.monotonic() - signalled < 20, "SageMaker kills the container 30 s after SIGTERM"

@@ -63,6 +63,8 @@ def _parse_csv(text: str) -> np.ndarray:
 def _parse_json(text: str) -> np.ndarray:
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise InferenceError("malformed JSON: nested too deeply") from None
     except ValueError as error:
         raise InferenceError(f"malformed JSON: {error}") from None
     if isinstance(document, dict):
@@ -73,7 +75,7 @@ def _parse_json(text: str) -> np.ndarray:
         raise InferenceError('JSON body must be a list of rows or {"instances": [...]}')
     try:
         rows = np.asarray(document, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise InferenceError("JSON rows must all be lists of numbers of the same length") from None
     return rows.reshape(1, -1) if rows.ndim == 1 else rows
 

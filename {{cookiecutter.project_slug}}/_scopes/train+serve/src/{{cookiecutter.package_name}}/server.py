@@ -1,35 +1,50 @@
 """The HTTP server SageMaker talks to: GET /ping and POST /invocations on port 8080.
 
-A Falcon WSGI app under gunicorn (pre-forked sync workers; the model is loaded once in the
-master and shared by every worker). Settings come from SageMaker's variables:
-SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS, SAGEMAKER_MODEL_SERVER_TIMEOUT,
-SAGEMAKER_MAX_PAYLOAD_IN_MB and SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT. On SIGTERM gunicorn
-stops accepting connections, lets requests in flight finish, and exits 0.
+A small ASGI app served by uvicorn workers (httptools parser, uvloop, keep-alive) under a
+gunicorn master that restarts a worker that dies or hangs. Each worker loads the model itself
+after the fork (deep-learning runtimes do not survive a fork once loaded) and runs one request
+at a time on its event loop, like a sync worker, without the per-request connection set-up.
+Settings come from SageMaker's variables: SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
+SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB and SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
+On SIGTERM the server stops accepting connections, lets requests in flight finish, and exits 0.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import falcon
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from . import inference
 from .environment import SageMakerEnvironment
 
 logger = logging.getLogger(__name__)
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
 # SageMaker stops an instance 30 s after SIGTERM; finish in-flight requests well before that.
 GRACEFUL_TIMEOUT_SECONDS = 20
+# Longer than the usual 60 s idle timeout of a proxy in front, so the server is never the side
+# that closes a connection while a request is being sent on it.
+KEEPALIVE_SECONDS = 75
+TEXT = "text/plain; charset=utf-8"
 
 
 class PayloadTooLarge(inference.InferenceError):
     status = 413
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending the whole body: there is no one to answer."""
 
 
 @dataclass(frozen=True)
@@ -65,84 +80,144 @@ class LoadedModel:
             logger.error(self.error)
 
 
-def _refuse(resp: falcon.Response, status: int, reason: str) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_TEXT
-    resp.text = reason + "\n"
+def negotiate(header: str, supported: Sequence[str]) -> str | None:
+    """The supported type an Accept header ranks highest (ties go to the first); None if none is acceptable."""
+    ranges: dict[str, float] = {}
+    for item in header.split(","):
+        media, *params = item.split(";")
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media.strip():
+            ranges.setdefault(media.strip().lower(), quality if math.isfinite(quality) else 0.0)
+    best, best_quality = None, 0.0
+    for candidate in supported:
+        # The most specific range that matches decides (text/csv;q=0 beats */*).
+        patterns = (candidate, candidate.split("/")[0] + "/*", "*/*")
+        quality = next((ranges[pattern] for pattern in patterns if pattern in ranges), 0.0)
+        if quality > best_quality:
+            best, best_quality = candidate, quality
+    return best
 
 
-class Ping:
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.loaded.model is None:
-            _refuse(resp, 503, f"unhealthy: {self.loaded.error}")
-        else:
-            resp.content_type = falcon.MEDIA_TEXT
-            resp.text = "healthy\n"
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
-class Invocations:
+class App:
+    """The ASGI application. Handlers run on the worker's event loop: one request at a time."""
+
     def __init__(self, loaded: LoadedModel, settings: ServerSettings) -> None:
         self.loaded = loaded
         self.settings = settings
 
-    def _accept(self, req: falcon.Request, content_type: str) -> str:
-        header = req.get_header("Accept")
-        if not header or header.strip() == "*/*":
-            return self.settings.default_accept or content_type
-        if header in inference.ACCEPT_TYPES:
-            return header
-        preferred = req.client_prefers(list(inference.ACCEPT_TYPES))
-        if preferred is None:
-            raise inference.UnsupportedAccept(
-                f"accept type {header!r} is not supported; use {' or '.join(inference.ACCEPT_TYPES)}"
-            )
-        return preferred
-
-    def _body(self, req: falcon.Request) -> bytes:
-        limit = self.settings.max_payload_bytes
-        if req.content_length is not None and req.content_length > limit:
-            raise PayloadTooLarge(f"body of {req.content_length} bytes is over the limit of {limit} bytes")
-        body = req.bounded_stream.read(limit + 1)  # bounded even when no Content-Length was sent
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        return body
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.loaded.model is None:
-            _refuse(resp, 503, f"unhealthy: {self.loaded.error}")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             return
+        path, method = scope["path"], scope["method"]
+        if path == "/ping" and method in ("GET", "HEAD"):
+            await self._ping(send)
+        elif path == "/invocations" and method == "POST":
+            await self._invoke(scope, receive, send)
+        elif path in ("/ping", "/invocations"):
+            await _respond(send, 405, f"method {method} is not allowed on {path}\n".encode(), TEXT)
+        else:
+            await _respond(send, 404, f"no such path: {path}; use /ping or /invocations\n".encode(), TEXT)
+
+    async def _ping(self, send: Send) -> None:
+        if self.loaded.model is None:
+            await _respond(send, 503, f"unhealthy: {self.loaded.error}\n".encode(), TEXT)
+        else:
+            await _respond(send, 200, b"healthy\n", TEXT)
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.loaded.model is None:
+            await _respond(send, 503, f"unhealthy: {self.loaded.error}\n".encode(), TEXT, close=True)
+            return
+        body_read = False
         try:
-            content_type = inference.media_type(req.content_type)
+            content_type = inference.media_type(_header(scope, b"content-type"))
             if content_type not in inference.CONTENT_TYPES:
                 raise inference.UnsupportedContentType(
                     f"content type {content_type or '(none)'!r} is not supported; "
                     f"use {' or '.join(inference.CONTENT_TYPES)}"
                 )
-            accept = self._accept(req, content_type)
-            rows = inference.input_fn(self._body(req), content_type)
+            accept = self._accept(_header(scope, b"accept"), content_type)
+            body = await self._body(scope, receive)
+            body_read = True
+            rows = inference.input_fn(body, content_type)
             prediction = inference.predict_fn(rows, self.loaded.model)
-            resp.data = inference.output_fn(prediction, accept)
-            resp.content_type = accept
+            await _respond(send, 200, inference.output_fn(prediction, accept), accept)
         except inference.InferenceError as error:
-            _refuse(resp, error.status, str(error))
+            # An unread body would be taken for the next request: close the connection instead.
+            reason = str(error).replace("\n", " ")
+            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=not body_read)
+        except ClientDisconnected:
+            return
+
+    def _accept(self, header: str | None, content_type: str) -> str:
+        fallback = self.settings.default_accept or content_type
+        if not header or not header.strip():
+            return fallback
+        choice = negotiate(header, (fallback, *inference.ACCEPT_TYPES))
+        if choice is None:
+            raise inference.UnsupportedAccept(
+                f"accept type {header!r} is not supported; use {' or '.join(inference.ACCEPT_TYPES)}"
+            )
+        return choice
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The body, refused as soon as it is known to be over the limit: never read whole first."""
+        limit = self.settings.max_payload_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:  # chunked bodies carry no length up front
+                raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
-def create_app(model_dir: Path, settings: ServerSettings) -> falcon.App:
-    loaded = LoadedModel(model_dir)
-    app = falcon.App()
-    app.add_route("/ping", Ping(loaded))
-    app.add_route("/invocations", Invocations(loaded, settings))
-    return app
+async def _respond(send: Send, status: int, body: bytes, content_type: str, close: bool = False) -> None:
+    headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(model_dir: Path, settings: ServerSettings) -> App:
+    return App(LoadedModel(model_dir), settings)
+
+
+class ServingWorker(UvicornWorker):
+    """uvicorn's gunicorn worker with the fast parser and loop, no lifespan events, no access log."""
+
+    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "lifespan": "off", "access_log": False}  # noqa: RUF012
 
 
 class GunicornServer(BaseApplication):
     """gunicorn configured from code, so `python -m <package> serve` is the whole command."""
 
-    def __init__(self, app: falcon.App, options: dict[str, Any]) -> None:
-        self.application = app
+    def __init__(self, make_app: Callable[[], App], options: dict[str, Any]) -> None:
+        self.make_app = make_app
         self.options = options
         super().__init__()
 
@@ -150,23 +225,24 @@ class GunicornServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> falcon.App:
-        return self.application
+    def load(self) -> App:
+        # gunicorn calls this in each worker after the fork (the app is not preloaded).
+        return self.make_app()
 
 
 def serve(env: SageMakerEnvironment | None = None) -> None:
     env = env or SageMakerEnvironment.from_environ()
     settings = ServerSettings.from_environ(env.variables)
-    app = create_app(env.model_dir, settings)
     options = {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
-        "worker_class": "sync",
+        "worker_class": ServingWorker,
         "timeout": settings.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+        "keepalive": KEEPALIVE_SECONDS,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
     }
     logger.info("serving %s on port %d with %d workers", env.model_dir, settings.port, settings.workers)
-    GunicornServer(app, options).run()
+    GunicornServer(lambda: create_app(env.model_dir, settings), options).run()
