@@ -23,7 +23,7 @@ CHOICES = {
 }
 
 # (framework, base_image) pairs the template renders today; the rest are refused with a reason.
-IMPLEMENTED = {("sklearn", "from-scratch")}
+IMPLEMENTED = {("sklearn", "from-scratch"), ("pytorch", "from-scratch"), ("tensorflow", "from-scratch")}
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -133,7 +133,7 @@ def check_combination(answers: Answers) -> str | None:
     if (answers["framework"], answers["base_image"]) not in IMPLEMENTED:
         return (
             f"framework={answers['framework']} with base_image={answers['base_image']} is not built yet: "
-            "this version of the template renders framework=sklearn with base_image=from-scratch."
+            "this version of the template renders base_image=from-scratch only."
         )
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ def refusal_reason(combination: Combination) -> str | None:
     """What the pre-gen hook must say for a combination it refuses; None if it must render."""
     if combination.framework == "sklearn" and combination.processor == "gpu":
         return "scikit-learn does not use GPUs"
-    if (combination.framework, combination.base_image) != ("sklearn", "from-scratch"):
+    if combination.base_image != "from-scratch":
         return "is not built yet"
     return None
 
@@ -77,6 +78,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "LICENSE",
         "Makefile",
         "README.md",
+        "iam-policy.json",
         "pyproject.toml",
         "notebooks/launch.ipynb",
         "scripts/build.sh",
@@ -99,6 +101,8 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/test_model.py",
         "tests/test_train.py",
     }
+    if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
+        files.add("tests/test_stop_and_resume.py")
     if answers.get("scope", "train+serve") == "train+serve":
         files |= {f"{src}/inference.py", f"{src}/server.py", "tests/test_inference.py", "tests/test_server.py"}
     if answers.get("ci", "github-actions") == "github-actions":
@@ -115,8 +119,14 @@ def project_files(project: Path) -> set[str]:
     }
 
 
+# CI has two cores and runs projects' suites side by side with other work: one math thread per
+# process avoids OpenMP threads spinning against each other (it changes no result).
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    environ = {**os.environ, **SINGLE_THREADED}
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +141,14 @@ def bake_once(cookies_session):
         return baked[key]
 
     return bake
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """List every container image the image tests built and ran (or why not), with its size."""
+    from .image_report import image_summary
+
+    lines = image_summary(terminalreporter.stats)
+    if lines:
+        terminalreporter.section("container images")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,6 +1,6 @@
 import json
 
-from {{ cookiecutter.package_name }}.model import Model
+from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, Model
 from {{ cookiecutter.package_name }}.train import FAILURE_REASON_LIMIT, failure_reason, main
 
 from .support import environment_for, run_cli
@@ -29,10 +29,11 @@ def test_validation_channel_is_optional(sagemaker_tree):
 
 
 def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
-    set_hyperparameters(sagemaker_tree, {"max_depth": "deep"})
+    name = next(spec.name for spec in HYPERPARAMETERS if spec.type is int)
+    set_hyperparameters(sagemaker_tree, {name: "deep"})
     assert main(environment_for(sagemaker_tree)) == 1
     reason = (sagemaker_tree / "output" / "failure").read_text()
-    assert reason.startswith("HyperparameterError: hyperparameter max_depth='deep' is not a valid int")
+    assert reason.startswith(f"HyperparameterError: hyperparameter {name}='deep' is not a valid int")
     assert not any((sagemaker_tree / "model").iterdir())
 
 

@@ -31,7 +31,16 @@ class Model:
         self.estimator = estimator
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> Model:
+    def fit(
+        cls,
+        features: np.ndarray,
+        labels: np.ndarray,
+        params: dict[str, Any],
+        *,
+        num_gpus: int = 0,
+        checkpoint_dir: Path | None = None,
+    ) -> Model:
+        # A tree trains in one short call: it uses no GPU and has nothing worth checkpointing.
         estimator = DecisionTreeClassifier(
             max_depth=params["max_depth"] or None,
             min_samples_leaf=params["min_samples_leaf"],

@@ -1,0 +1,54 @@
+"""StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its checkpoint, and a new job resumes from it."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from {{ cookiecutter.package_name }}.model import CHECKPOINT_NAME, Model
+
+from .support import PACKAGE, child_environment, make_tree, run_cli
+
+EPOCHS = "150"
+
+
+def set_hyperparameters(tree, **values):
+    (tree / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
+
+
+def stop_after_first_checkpoint(tree):
+    checkpoint = tree / "checkpoints" / CHECKPOINT_NAME
+    child = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "train"], env=child_environment(tree), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    return child.wait(timeout=60)
+
+
+def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_to_the_same_model(tmp_path):
+    stopped = make_tree(tmp_path / "stopped")
+    set_hyperparameters(stopped, epochs=EPOCHS)
+    assert stop_after_first_checkpoint(stopped) == 1
+    assert "stopped by signal SIGTERM" in (stopped / "output" / "failure").read_text()
+    assert (stopped / "checkpoints" / CHECKPOINT_NAME).exists()
+    assert not (stopped / "model" / "model.pt").exists()
+
+    resumed = run_cli("train", base_dir=stopped)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    assert not (stopped / "checkpoints" / CHECKPOINT_NAME).exists()
+
+    uninterrupted = make_tree(tmp_path / "uninterrupted")
+    set_hyperparameters(uninterrupted, epochs=EPOCHS)
+    assert run_cli("train", base_dir=uninterrupted).returncode == 0
+    features = np.loadtxt(stopped / "sample-requests" / "payload.csv", delimiter=",", ndmin=2)
+    for name, tensor in Model.load(stopped / "model").network.state_dict().items():
+        expected = Model.load(uninterrupted / "model").network.state_dict()[name]
+        np.testing.assert_allclose(tensor.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert features.shape[1] == 4

@@ -1,0 +1,43 @@
+"""StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its backup, and a new job resumes from it."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from {{ cookiecutter.package_name }}.model import MODEL_VERSION
+
+from .support import PACKAGE, child_environment, make_tree, run_cli
+
+EPOCHS = 120
+
+
+def stop_after_first_backup(tree):
+    backup = tree / "checkpoints" / "keras"
+    child = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "train"], env=child_environment(tree), stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not any(backup.rglob("*.weights.h5")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    return child.wait(timeout=60)
+
+
+def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
+    tree = make_tree(tmp_path / "ml")
+    (tree / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": str(EPOCHS)}))
+    assert stop_after_first_backup(tree) == 1
+    assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
+    assert any((tree / "checkpoints" / "keras").rglob("*.weights.h5"))
+    assert not (tree / "model" / MODEL_VERSION).exists()
+
+    resumed = run_cli("train", base_dir=tree)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    first_epoch = int(re.search(r"Epoch (\d+)/", resumed.stdout).group(1))
+    assert first_epoch > 1, "the second job started from scratch instead of resuming"
+    assert f"Epoch {EPOCHS}/{EPOCHS}" in resumed.stdout
+    assert (tree / "model" / MODEL_VERSION / "saved_model.pb").exists()
+    assert not (tree / "checkpoints" / "keras").exists()
