@@ -1,0 +1,257 @@
+"""What the benchmark runs: rendered projects, trained on their sample data, and servers as processes.
+
+A server is started as a real process on 127.0.0.1 and watched from outside: time from start to
+the first 200 from /ping, peak resident memory of its process tree, exit code after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+TEMPLATE_DIR = BENCH_DIR.parent
+PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+
+
+def frameworks() -> list[str]:
+    """Every framework the template renders from scratch, read from the template itself."""
+    spec = importlib.util.spec_from_file_location("pre_gen_project", TEMPLATE_DIR / "hooks" / "pre_gen_project.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    variants = sorted(path.name for path in (PROJECT_TEMPLATE / "_frameworks").iterdir() if path.is_dir())
+    return [name for name in variants if (name, "from-scratch") in hook.IMPLEMENTED]
+
+
+@dataclass(frozen=True)
+class Project:
+    """A rendered project and the SageMaker tree it trains into."""
+
+    root: Path
+    base_dir: Path
+
+    @property
+    def answers(self) -> dict[str, str]:
+        return json.loads((self.root / ".cookiecutter.json").read_text(encoding="utf-8"))
+
+    @property
+    def package(self) -> str:
+        return self.answers["package_name"]
+
+    @property
+    def framework(self) -> str:
+        return self.answers["framework"]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
+
+    def environ(self, **variables: str) -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(self.root / "src"), SAGEMAKER_BASE_DIR=str(self.base_dir), **variables)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", self.package, *args]
+
+    def run(self, *args: str) -> None:
+        finished = subprocess.run(
+            self.command(*args), env=self.environ(), capture_output=True, text=True, timeout=600, check=False
+        )
+        if finished.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed in {self.root}:\n{finished.stdout}\n{finished.stderr}")
+
+    def prepare(self) -> Project:
+        """Write the sample data set and train on it, once."""
+        if not (self.base_dir / "input" / "config" / "hyperparameters.json").exists():
+            self.run("sample-data", str(self.base_dir))
+        if not any(self.model_dir.glob("*")):
+            self.run("train")
+        return self
+
+    def features(self, channel: str = "validation") -> np.ndarray:
+        path = self.base_dir / "input" / "data" / channel / f"{channel}.csv"
+        return np.loadtxt(path, delimiter=",", ndmin=2)[:, 1:]
+
+
+def render(framework: str, output_dir: Path) -> Project:
+    """A from-scratch, train+serve, CPU project for `framework`, trained on its sample data."""
+    answers = {"framework": framework, "scope": "train+serve", "base_image": "from-scratch", "processor": "cpu"}
+    slug = f"bench-{framework}"
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir), str(TEMPLATE_DIR)]
+    command += [f"{key}={value}" for key, value in {**answers, "project_name": slug, "project_slug": slug}.items()]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"rendering {framework} failed:\n{finished.stdout}\n{finished.stderr}")
+    return Project(output_dir / slug, output_dir / f"{slug}-ml").prepare()
+
+
+@dataclass(frozen=True)
+class Payload:
+    name: str
+    content_type: str
+    body: bytes
+
+
+def payloads(features: np.ndarray) -> list[Payload]:
+    """One row and 100 rows of real feature values, as CSV and as JSON."""
+    made = []
+    for count in (1, 100):
+        rows = np.resize(features, (count, features.shape[1]))
+        csv = "\n".join(",".join(f"{value:.6g}" for value in row) for row in rows) + "\n"
+        made.append(Payload(f"csv-{count}", "text/csv", csv.encode()))
+        made.append(Payload(f"json-{count}", "application/json", json.dumps({"instances": rows.tolist()}).encode()))
+    return made
+
+
+def predictions(answer: bytes, content_type: str) -> list[str]:
+    """An /invocations answer as a list of labels, whichever stack and format gave it."""
+    if content_type == "application/json":
+        return [str(value) for value in json.loads(answer)["predictions"]]
+    return answer.decode().split()
+
+
+def post(port: int, payload: Payload) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": payload.content_type, "Accept": payload.content_type}
+        connection.request("POST", "/invocations", payload.body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            child = int(stat.parent.name)
+            found += [child, *_children(child)]
+    return found
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
+class ServerProcess:
+    """A server as a process of its own: start, wait for /ping, measure, SIGTERM."""
+
+    def __init__(self, name: str, command: list[str], environ: dict[str, str], port: int, log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            command,
+            env=environ,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so nothing is left behind
+        )
+
+    def wait_healthy(self, timeout: float = 120.0) -> float:
+        """Seconds from process start to the first 200 from /ping."""
+        while time.perf_counter() - self.started < timeout:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code} before answering /ping:\n{self.log_tail()}")
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            try:
+                connection.request("GET", "/ping")
+                if connection.getresponse().status == 200:
+                    return time.perf_counter() - self.started
+            except OSError:
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def peak_rss_mib(self) -> float:
+        """The sum of the high-water marks of the server's processes (shared pages counted in each)."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        return sum(_high_water_kib(pid) for pid in pids) / 1024
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as SageMaker stops a container; the exit code, or an error if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise RuntimeError(f"{self.name} did not stop within {timeout:.0f} s of SIGTERM") from None
+        finally:
+            # Workers a crashed master left behind would skew the next measurement.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def our_server(project: Project, workers: int, log_dir: Path) -> ServerProcess:
+    """The project's own server, as the container starts it (only the port and worker count set)."""
+    port = free_port()
+    environ = project.environ(SAGEMAKER_BIND_TO_PORT=str(port), SAGEMAKER_MODEL_SERVER_WORKERS=str(workers))
+    return ServerProcess("ours", project.command("serve"), environ, port, log_dir / f"ours-{port}.log")
+
+
+def reference_server(project: Project, workers: int, log_dir: Path) -> ServerProcess:
+    """AWS's BYOC example stack (bench/reference_server.py) on the same model and worker count."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-k", "sync", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    command += ["--chdir", str(BENCH_DIR), "reference_server:app"]
+    environ = dict(os.environ, MODEL_DIR=str(project.model_dir))
+    return ServerProcess("reference", command, environ, port, log_dir / f"reference-{port}.log")
+
+
+def in_process(project: Project, *args: str) -> dict:
+    """bench/inprocess.py in the project's environment; its JSON answer."""
+    finished = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "inprocess.py"), "--package", project.package, *args],
+        env=project.environ(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(f"inprocess.py {args[0]} failed:\n{finished.stderr}")
+    return json.loads(finished.stdout.splitlines()[-1])
+
+
+def timed(command: list[str], environ: dict[str, str]) -> float:
+    started = time.perf_counter()
+    finished = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=600, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stdout}\n{finished.stderr}")
+    return time.perf_counter() - started
