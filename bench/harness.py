@@ -23,15 +23,19 @@ import numpy as np
 BENCH_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIR = BENCH_DIR.parent
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+SERVING_ANSWERS = {"scope": "train+serve", "base_image": "from-scratch", "processor": "cpu"}
 
 
 def frameworks() -> list[str]:
-    """Every framework the template renders from scratch, read from the template itself."""
+    """Every framework folder of the template whose from-scratch CPU server the pre-gen hook accepts."""
     spec = importlib.util.spec_from_file_location("pre_gen_project", TEMPLATE_DIR / "hooks" / "pre_gen_project.py")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
+    prompts = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    defaults = {key: value[0] if isinstance(value, list) else value for key, value in prompts.items()}
     variants = sorted(path.name for path in (PROJECT_TEMPLATE / "_frameworks").iterdir() if path.is_dir())
-    return [name for name in variants if (name, "from-scratch") in hook.IMPLEMENTED]
+    answers = ({**defaults, **SERVING_ANSWERS, "framework": name} for name in variants)
+    return [each["framework"] for each in answers if hook.check_combination(each) is None]
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class Project:
 
 def render(framework: str, output_dir: Path) -> Project:
     """A from-scratch, train+serve, CPU project for `framework`, trained on its sample data."""
-    answers = {"framework": framework, "scope": "train+serve", "base_image": "from-scratch", "processor": "cpu"}
+    answers = {**SERVING_ANSWERS, "framework": framework}
     slug = f"bench-{framework}"
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir), str(TEMPLATE_DIR)]
     command += [f"{key}={value}" for key, value in {**answers, "project_name": slug, "project_slug": slug}.items()]
