@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_licenses")
+VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_combinations", "_licenses")
 
 
 def overlay(source: Path, target: Path) -> None:
@@ -22,13 +22,26 @@ def overlay(source: Path, target: Path) -> None:
         if path.is_file():
             destination = target / path.relative_to(source)
             destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.unlink(missing_ok=True)  # a more specific variant replaces a general one
             shutil.move(path, destination)
+
+
+def matching_combinations(folder: Path, answers: Mapping[str, str]) -> list[Path]:
+    """Sub-folders named `key=value,key=value` whose every condition holds, least specific first."""
+    matches = []
+    for candidate in sorted(folder.iterdir()):
+        conditions = dict(part.split("=", 1) for part in candidate.name.split(","))
+        if all(answers.get(key) == value for key, value in conditions.items()):
+            matches.append((len(conditions), candidate))
+    return [candidate for _, candidate in sorted(matches)]
 
 
 def apply_variants(root: Path, answers: Mapping[str, str]) -> None:
     overlay(root / "_frameworks" / answers["framework"] / "project", root)
     overlay(root / "_scopes" / answers["scope"], root)
     overlay(root / "_base_images" / answers["base_image"], root)
+    for folder in matching_combinations(root / "_combinations", answers):
+        overlay(folder, root)
     shutil.move(root / "_licenses" / f"{answers['license']}.txt", root / "LICENSE")
 
 

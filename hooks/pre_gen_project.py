@@ -22,8 +22,45 @@ CHOICES = {
     "ci": ("github-actions", "none"),
 }
 
-# (framework, base_image) pairs the template renders today; the rest are refused with a reason.
-IMPLEMENTED = {("sklearn", "from-scratch"), ("pytorch", "from-scratch"), ("tensorflow", "from-scratch")}
+# Regions where AWS publishes every prebuilt image extend-prebuilt builds FROM (the regions common
+# to the tables in _frameworks/*/prebuilt-images.j2; tests/test_prebuilt_images.py keeps them equal).
+PREBUILT_REGIONS = frozenset(
+    {
+        "af-south-1",
+        "ap-east-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ca-central-1",
+        "ca-west-1",
+        "cn-north-1",
+        "cn-northwest-1",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-north-1",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "sa-east-1",
+        "us-east-1",
+        "us-east-2",
+        "us-gov-east-1",
+        "us-gov-west-1",
+        "us-west-1",
+        "us-west-2",
+    }
+)
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -130,10 +167,10 @@ def check_combination(answers: Answers) -> str | None:
             "processor 'gpu' is not available for framework 'sklearn' (scikit-learn does not use GPUs): "
             "use processor=cpu."
         )
-    if (answers["framework"], answers["base_image"]) not in IMPLEMENTED:
+    if answers["base_image"] == "extend-prebuilt" and answers["aws_region"] not in PREBUILT_REGIONS:
         return (
-            f"framework={answers['framework']} with base_image={answers['base_image']} is not built yet: "
-            "this version of the template renders base_image=from-scratch only."
+            f"base_image 'extend-prebuilt' needs AWS's prebuilt images, which are not published in "
+            f"{answers['aws_region']}: use base_image=from-scratch, or one of {', '.join(sorted(PREBUILT_REGIONS))}."
         )
     return None
 

@@ -53,8 +53,6 @@ def refusal_reason(combination: Combination) -> str | None:
     """What the pre-gen hook must say for a combination it refuses; None if it must render."""
     if combination.framework == "sklearn" and combination.processor == "gpu":
         return "scikit-learn does not use GPUs"
-    if combination.base_image != "from-scratch":
-        return "is not built yet"
     return None
 
 
@@ -98,9 +96,15 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/test_data.py",
         "tests/test_environment.py",
         "tests/test_hyperparameters.py",
+        "tests/fake_cli.py",
         "tests/test_model.py",
+        "tests/test_scripts.py",
         "tests/test_train.py",
     }
+    if answers.get("base_image", "from-scratch") == "extend-prebuilt":
+        files |= {"prebuilt-images.json", "toolkit/train_entry.py", "tests/test_toolkit_training.py"}
+        if answers.get("scope", "train+serve") == "train+serve":
+            files |= {"toolkit/inference.py", "tests/test_toolkit_inference.py"}
     if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
         files.add("tests/test_stop_and_resume.py")
     if answers.get("scope", "train+serve") == "train+serve":
