@@ -162,22 +162,23 @@ def targets(frameworks: dict) -> list[dict]:
     def record(name: str, value: float, threshold: float, met: bool) -> None:
         found.append({"target": name, "value": round(value, 3), "threshold": threshold, "met": bool(met)})
 
-    for framework, figures in frameworks.items():
+    for label, figures in frameworks.items():
+        framework = figures["framework"]
         for (target_framework, payload), least in RPS_RATIO_TARGETS.items():
             if target_framework == framework and payload in figures["payloads"]:
                 ratio = figures["payloads"][payload]["rps_ratio"]
-                record(f"{framework} {payload}: req/s vs reference", ratio, least, ratio >= least)
+                record(f"{label} {payload}: req/s vs reference", ratio, least, ratio >= least)
         if framework == "sklearn" and "csv-1" in figures["payloads"]:
             entry = figures["payloads"]["csv-1"]
-            record("sklearn csv-1: reference p99 / ours", entry["p99_ratio"], 3.0, entry["p99_ratio"] >= 3.0)
+            record(f"{label} csv-1: reference p99 / ours", entry["p99_ratio"], 3.0, entry["p99_ratio"] >= 3.0)
             fraction = entry["fraction_of_ceiling"]
-            record("sklearn csv-1: fraction of in-process ceiling", fraction, CEILING_FRACTION_TARGET, fraction >= 0.4)
+            record(f"{label} csv-1: fraction of in-process ceiling", fraction, CEILING_FRACTION_TARGET, fraction >= 0.4)
         limit = COLD_START_TARGETS.get(framework, 4.0)
         cold = figures["cold_start_s"]["ours"]
         if not math.isnan(cold):  # --cold-starts 0 measures none
-            record(f"{framework}: cold start to first /ping 200 (s)", cold, limit, cold < limit)
+            record(f"{label}: cold start to first /ping 200 (s)", cold, limit, cold < limit)
         overhead = figures["train"]["overhead_s"]
-        record(f"{framework}: train entrypoint overhead (s)", overhead, TRAIN_OVERHEAD_TARGET, overhead < 0.5)
+        record(f"{label}: train entrypoint overhead (s)", overhead, TRAIN_OVERHEAD_TARGET, overhead < 0.5)
     return found
 
 
@@ -195,11 +196,12 @@ def machine() -> dict:
 
 def table(results: dict) -> str:
     settings = results["settings"]
+    width = max([11, *(len(label) + 2 for label in results["frameworks"])])
     lines = [
         f"Serving: {settings['workers']} workers per stack, {settings['client']} with {settings['connections']} "
         f"connections, {settings['seconds']:g} s x {settings['rounds']} rounds per figure (median); "
         f"{results['machine']['cpus']} CPUs, load average {results['machine']['load_average'][0]:.2f} at start",
-        f"{'framework':<11}{'payload':<10}{'ours req/s':>11}{'ref req/s':>11}{'ratio':>8}"
+        f"{'framework':<{width}}{'payload':<10}{'ours req/s':>11}{'ref req/s':>11}{'ratio':>8}"
         f"{'ours p50/p99 ms':>17}{'ref p50/p99 ms':>16}{'p99 ref/ours':>13}{'errors':>8}"
         f"{'ceiling/s':>11}{'of ceil.':>9}",
     ]
@@ -208,7 +210,7 @@ def table(results: dict) -> str:
             ours, ref = entry["ours"], entry.get("reference")
             errors = f"{ours['errors']}/{ref['errors']}" if ref else str(ours["errors"])
             lines.append(
-                f"{framework:<11}{name:<10}{ours['rps']:>11,.0f}"
+                f"{framework:<{width}}{name:<10}{ours['rps']:>11,.0f}"
                 + (f"{ref['rps']:>11,.0f}{entry['rps_ratio']:>7.2f}x" if ref else f"{'-':>11}{'-':>8}")
                 + f"{ours['p50_ms']:>9.2f} /{ours['p99_ms']:>6.2f}"
                 + (f"{ref['p50_ms']:>8.2f} /{ref['p99_ms']:>6.2f}" if ref else f"{'-':>16}")
@@ -217,14 +219,14 @@ def table(results: dict) -> str:
             )
     lines += [
         "",
-        f"{'framework':<11}{'cold start ours/ref (s)':>25}{'peak RSS ours/ref (MiB)':>26}"
+        f"{'framework':<{width}}{'cold start ours/ref (s)':>25}{'peak RSS ours/ref (MiB)':>26}"
         f"{'train: entrypoint/direct/overhead (s)':>40}{'exit codes':>14}",
     ]
     for framework, figures in results["frameworks"].items():
         cold, rss, train = figures["cold_start_s"], figures["peak_rss_mib"], figures["train"]
         exits = "all 0" if all(code == 0 for codes in figures["exit_codes"].values() for code in codes) else "NOT 0"
         lines.append(
-            f"{framework:<11}{cold['ours']:>16.2f} / {cold.get('reference', float('nan')):>5.2f}"
+            f"{framework:<{width}}{cold['ours']:>16.2f} / {cold.get('reference', float('nan')):>5.2f}"
             f"{rss['ours']:>17.0f} / {rss.get('reference', float('nan')):>5.0f}"
             f"{train['entrypoint_s']:>24.2f} / {train['direct_s']:.2f} / {train['overhead_s']:+.2f}{exits:>14}"
         )
@@ -270,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             projects = [harness.render(framework, scratch) for framework in args.frameworks]
         for project in projects:
             print(f"benchmarking {project.framework} ({project.root.name}) ...", file=sys.stderr, flush=True)
-            figures = {"train": bench_training(project, scratch, args.train_runs)}
+            figures = {"framework": project.framework, "train": bench_training(project, scratch, args.train_runs)}
             figures.update(bench_serving(project, scratch, drive, args))
-            results["frameworks"][project.framework] = figures
+            label = f"{project.framework}:{project.root.name}" if args.project else project.framework
+            results["frameworks"][label] = figures
     results["targets"] = targets(results["frameworks"])
     results["failures"] = failures(results)
     output = args.output or RESULTS_DIR / f"bench-{results['date'].replace(':', '')}.json"
