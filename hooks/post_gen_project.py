@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_combinations", "_licenses")
+VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_combinations", "_licenses", "_fragments")
 
 
 def overlay(source: Path, target: Path) -> None:
