@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/common.sh
 
 require_docker
+require_buildx
 tag="$(image_tag)"
 
 log "Building ${IMAGE_NAME}:${tag} for linux/amd64"

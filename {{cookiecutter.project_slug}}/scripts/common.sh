@@ -23,6 +23,11 @@ require_docker() {
   docker info >/dev/null 2>&1 || die "Docker is installed but its engine does not answer: start Docker and try again."
 }
 
+require_buildx() {
+  docker buildx version >/dev/null 2>&1 \
+    || die "Docker Buildx is missing: install the docker-buildx plugin (Docker Desktop ships it) and try again."
+}
+
 # The image tag: the short git revision (with -dirty for uncommitted changes), or IMAGE_TAG.
 image_tag() {
   if [[ -n "${IMAGE_TAG:-}" ]]; then

@@ -1,0 +1,397 @@
+"""A small container-engine layer for the image tests: `docker` when its engine answers, else buildah.
+
+Both run the rendered Dockerfile unchanged and start containers the way SageMaker does
+(`docker run IMAGE train|serve` with a SageMaker tree at /opt/ml). Buildah is driven the way it
+works on machines without a Docker daemon: vfs storage, chroot isolation, the host's network
+(see the template README, "Image tests").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ML_DIR = "/opt/ml"
+# Where a container may write: the SageMaker tree and scratch space. Everything else must stay as built.
+WRITABLE_ROOTS = (ML_DIR, "/tmp")
+
+
+class EngineError(RuntimeError):
+    """An engine command failed; the message holds its output."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    user: str
+    entrypoint: list[str]
+    env: list[str]  # NAME=value
+    labels: dict[str, str]
+    size: int  # bytes, as the engine's own `images` listing counts them
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mount: Path  # the SageMaker tree, mounted at /opt/ml
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int | None = None  # published on 127.0.0.1 under the same number
+    network: bool = True  # False: no network at all, like a training job with network isolation
+    entrypoint: Sequence[str] | None = None  # None: the image's own
+
+
+@dataclass
+class Container:
+    """One created container; `changes()` lists paths it added, changed or deleted."""
+
+    engine: Engine
+    handle: str
+    command: list[str]
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+
+
+def _check(command: Sequence[str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    finished = subprocess.run(
+        list(command), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL, **kwargs
+    )
+    if finished.returncode != 0:
+        raise EngineError(f"`{' '.join(command)}` exited {finished.returncode}:\n{finished.stdout}\n{finished.stderr}")
+    return finished
+
+
+def outside_writable_roots(paths: set[str]) -> list[str]:
+    """Paths outside /opt/ml and /tmp, ignoring the parent folders a mount point needs."""
+    parents = {str(Path(root).parents[i]) for root in WRITABLE_ROOTS for i in range(len(Path(root).parents))}
+    return sorted(
+        path
+        for path in paths
+        if path not in parents and not any(path == root or path.startswith(root + "/") for root in WRITABLE_ROOTS)
+    )
+
+
+class Engine(ABC):
+    name: str
+
+    @abstractmethod
+    def build(self, context: Path, tag: str, timeout: float) -> str:
+        """Build context/Dockerfile as tag without pulling; returns the build log."""
+
+    @abstractmethod
+    def exists(self, image: str) -> bool: ...
+
+    @abstractmethod
+    def pull(self, image: str) -> bool: ...
+
+    @abstractmethod
+    def inspect(self, image: str) -> ImageInfo: ...
+
+    @abstractmethod
+    def remove_image(self, image: str) -> None: ...
+
+    @abstractmethod
+    def remove_leftovers(self, prefix: str) -> None:
+        """Containers and images named prefix* that an interrupted run left behind."""
+
+    @abstractmethod
+    def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        """Make image `tag` from a root file system tarball (for stand-in base images)."""
+
+    @abstractmethod
+    def create(self, image: str, args: Sequence[str], options: RunOptions) -> Container:
+        """A container that will run `docker run IMAGE ARGS` as options say."""
+
+    @abstractmethod
+    def start(self, container: Container) -> None:
+        """Start in the background; output goes to container.process's stdout."""
+
+    @abstractmethod
+    def terminate(self, container: Container, timeout: float) -> int:
+        """Send SIGTERM to the container's main process, as SageMaker does; returns its exit status."""
+
+    @abstractmethod
+    def changes(self, container: Container) -> set[str]: ...
+
+    @abstractmethod
+    def remove(self, container: Container) -> None: ...
+
+    def run(self, container: Container, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run to the end in the foreground; stdout and stderr together."""
+        self.start(container)
+        assert container.process is not None
+        try:
+            output, _ = container.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.terminate(container, timeout=10)
+            output, _ = container.process.communicate()
+            raise EngineError(f"{container.command} ran past {timeout} s:\n{output}") from None
+        return subprocess.CompletedProcess(container.command, container.process.returncode, output, "")
+
+
+class Docker(Engine):
+    name = "docker"
+
+    @staticmethod
+    def answers() -> bool:
+        if shutil.which("docker") is None:
+            return False
+        try:
+            return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def build(self, context: Path, tag: str, timeout: float) -> str:
+        finished = _check(["docker", "build", "--tag", tag, str(context)], timeout=timeout)
+        return finished.stdout + finished.stderr
+
+    def exists(self, image: str) -> bool:
+        return subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0
+
+    def pull(self, image: str) -> bool:
+        return subprocess.run(["docker", "pull", image], capture_output=True, timeout=900, check=False).returncode == 0
+
+    def inspect(self, image: str) -> ImageInfo:
+        details = json.loads(_check(["docker", "image", "inspect", image]).stdout)[0]
+        config = details.get("Config") or {}
+        return ImageInfo(
+            user=config.get("User") or "",
+            entrypoint=list(config.get("Entrypoint") or []),
+            env=list(config.get("Env") or []),
+            labels=dict(config.get("Labels") or {}),
+            size=int(details["Size"]),
+        )
+
+    def remove_image(self, image: str) -> None:
+        subprocess.run(["docker", "image", "rm", "--force", image], capture_output=True, check=False)
+
+    def remove_leftovers(self, prefix: str) -> None:
+        listing = _check(["docker", "ps", "--all", "--format", "{{.ID}} {{.Image}}"]).stdout.split("\n")
+        for handle, image in (line.split(" ", 1) for line in listing if line):
+            if image.startswith(prefix):
+                subprocess.run(["docker", "rm", "--force", handle], capture_output=True, check=False)
+        for image in _check(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split():
+            if image.startswith(prefix):
+                self.remove_image(image)
+
+    def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        changes = [f"ENV {name}={value}" for name, value in env.items()]
+        changes += [f"LABEL {name}={json.dumps(value)}" for name, value in labels.items()]
+        command = ["docker", "import", *(arg for change in changes for arg in ("--change", change)), str(tarball), tag]
+        _check(command)
+
+    def create(self, image: str, args: Sequence[str], options: RunOptions) -> Container:
+        command = ["docker", "create", "--volume", f"{options.mount}:{ML_DIR}"]
+        command += [arg for name, value in options.env.items() for arg in ("--env", f"{name}={value}")]
+        if options.port is not None:
+            command += ["--publish", f"127.0.0.1:{options.port}:{options.port}"]
+        if not options.network:
+            command += ["--network", "none"]
+        if options.entrypoint is not None:
+            command += ["--entrypoint", options.entrypoint[0]]
+            args = [*options.entrypoint[1:], *args]
+        handle = _check([*command, image, *args]).stdout.strip()
+        return Container(self, handle, [image, *args])
+
+    def start(self, container: Container) -> None:
+        container.process = subprocess.Popen(
+            ["docker", "start", "--attach", container.handle],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def terminate(self, container: Container, timeout: float) -> int:
+        subprocess.run(["docker", "kill", "--signal", "TERM", container.handle], capture_output=True, check=False)
+        status = _check(["docker", "wait", container.handle], timeout=timeout).stdout.strip()
+        return int(status)
+
+    def changes(self, container: Container) -> set[str]:
+        lines = _check(["docker", "diff", container.handle]).stdout.splitlines()
+        return {line.split(" ", 1)[1] for line in lines if line.strip()}
+
+    def remove(self, container: Container) -> None:
+        subprocess.run(["docker", "rm", "--force", container.handle], capture_output=True, check=False)
+
+
+# Files buildah itself puts into a chroot container to run it (docker keeps these out of `docker diff`).
+BUILDAH_RUNTIME_FILES = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv"}
+# Kernel file systems buildah mounts into the container while it runs.
+PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under a container's root file system, with what a change would alter."""
+    seen: dict[str, tuple[int, int, int]] = {}
+    for directory, folders, files in os.walk(root):
+        relative = "/" + os.path.relpath(directory, root) if directory != str(root) else "/"
+        relative = os.path.normpath(relative)
+        if relative.startswith(PSEUDO_FILE_SYSTEMS) or relative in ("/opt/ml", "/tmp"):
+            folders.clear()
+            continue
+        for name in folders + files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            seen[os.path.join(relative, name)] = (info.st_mode, info.st_size, info.st_mtime_ns)
+    return seen
+
+
+@dataclass
+class _BuildahContainer(Container):
+    before: dict[str, tuple[int, int, int]] = field(default_factory=dict, repr=False)
+    root: Path | None = None
+
+
+class Buildah(Engine):
+    """Buildah as root with vfs storage and chroot isolation: no daemon, no user namespaces needed."""
+
+    name = "buildah"
+    base = ("buildah", "--storage-driver", "vfs")
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("buildah") is not None and os.geteuid() == 0
+
+    def build(self, context: Path, tag: str, timeout: float) -> str:
+        command = [*self.base, "bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--tag", tag]
+        finished = _check([*command, str(context)], timeout=timeout)
+        return finished.stdout + finished.stderr
+
+    def exists(self, image: str) -> bool:
+        command = [*self.base, "inspect", "--type", "image", image]
+        return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+    def pull(self, image: str) -> bool:
+        command = [*self.base, "pull", "--quiet", image]
+        return subprocess.run(command, capture_output=True, timeout=900, check=False).returncode == 0
+
+    def inspect(self, image: str) -> ImageInfo:
+        details = json.loads(_check([*self.base, "inspect", "--type", "image", image]).stdout)
+        config = details["OCIv1"].get("config") or {}
+        # Local storage keeps layers uncompressed, so the manifest's layer sizes are what `docker images` counts.
+        layers = json.loads(details["Manifest"])["layers"]
+        return ImageInfo(
+            user=config.get("User") or "",
+            entrypoint=list(config.get("Entrypoint") or []),
+            env=list(config.get("Env") or []),
+            labels=dict(config.get("Labels") or {}),
+            size=sum(int(layer["size"]) for layer in layers),
+        )
+
+    def remove_image(self, image: str) -> None:
+        subprocess.run([*self.base, "rmi", "--force", image], capture_output=True, check=False)
+
+    def remove_leftovers(self, prefix: str) -> None:
+        for container in json.loads(_check([*self.base, "containers", "--all", "--json"]).stdout) or []:
+            if container["imagename"].startswith(prefix):
+                subprocess.run([*self.base, "rm", container["id"]], capture_output=True, check=False)
+        for image in json.loads(_check([*self.base, "images", "--json"]).stdout) or []:
+            for name in image.get("names") or []:
+                if name.startswith(prefix):
+                    self.remove_image(name)
+
+    def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        handle = _check([*self.base, "from", "scratch"]).stdout.strip()
+        try:
+            root = Path(_check([*self.base, "mount", handle]).stdout.strip())
+            with tarfile.open(tarball) as archive:
+                archive.extractall(root, filter="fully_trusted")  # our own debootstrap output, links included
+            config = [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]
+            config += [arg for name, value in labels.items() for arg in ("--label", f"{name}={value}")]
+            _check([*self.base, "config", *config, "--cmd", "python", handle])
+            _check([*self.base, "commit", "--quiet", handle, tag])
+        finally:
+            subprocess.run([*self.base, "rm", handle], capture_output=True, check=False)
+
+    def create(self, image: str, args: Sequence[str], options: RunOptions) -> Container:
+        entrypoint = self.inspect(image).entrypoint if options.entrypoint is None else list(options.entrypoint)
+        handle = _check([*self.base, "from", "--pull=never", image]).stdout.strip()
+        root = Path(_check([*self.base, "mount", handle]).stdout.strip())
+        # Chroot isolation only shares the host's network; a fresh network namespace takes it away.
+        offline = [] if options.network else ["unshare", "--net", "--"]
+        command = [*offline, *self.base, "run", "--isolation", "chroot", "--network", "host"]
+        command += ["--volume", f"{options.mount}:{ML_DIR}"]
+        command += [arg for name, value in options.env.items() for arg in ("--env", f"{name}={value}")]
+        # `docker run IMAGE ARGS`: the image's entrypoint with ARGS in place of CMD.
+        command += [handle, "--", *entrypoint, *args]
+        return _BuildahContainer(self, handle, command, before=_snapshot(root), root=root)
+
+    def start(self, container: Container) -> None:
+        container.process = subprocess.Popen(
+            container.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def terminate(self, container: Container, timeout: float) -> int:
+        assert container.process is not None
+        main = _main_process(container.process.pid, container.command[container.command.index(container.handle) + 2 :])
+        os.kill(main or container.process.pid, signal.SIGTERM)
+        try:
+            return container.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(container.process.pid, signal.SIGKILL)
+            container.process.wait()
+            raise
+
+    def changes(self, container: Container) -> set[str]:
+        assert isinstance(container, _BuildahContainer) and container.root is not None
+        before, after = container.before, _snapshot(container.root)
+        changed = {path for path in after.keys() | before.keys() if after.get(path) != before.get(path)}
+        # Directory timestamps change when an entry inside them does; the entry itself is what counts.
+        changed = {path for path in changed if not (path in after and path in before and _is_dir(after[path]))}
+        return changed - BUILDAH_RUNTIME_FILES
+
+    def remove(self, container: Container) -> None:
+        if container.process is not None and container.process.poll() is None:
+            os.killpg(container.process.pid, signal.SIGKILL)
+            container.process.wait()
+        subprocess.run([*self.base, "rm", container.handle], capture_output=True, check=False)
+
+
+def _is_dir(entry: tuple[int, int, int]) -> bool:
+    return (entry[0] & 0o170000) == 0o040000
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _main_process(root_pid: int, command: Sequence[str], wait: float = 10) -> int | None:
+    """The process running the image's entrypoint under `buildah run` (its PID 1 under docker)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        queue = [root_pid]
+        while queue:
+            pid = queue.pop(0)
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            except OSError:
+                continue
+            if pid != root_pid and argv[1:] == list(command)[1:] and Path(argv[0]).name == Path(command[0]).name:
+                return pid
+            queue += _children(pid)
+        time.sleep(0.1)
+    return None
+
+
+def detect() -> Engine | None:
+    """docker when an engine answers, else buildah; BYOC_TEST_ENGINE=docker|buildah forces one."""
+    forced = os.environ.get("BYOC_TEST_ENGINE")
+    if forced == "docker" or (forced is None and Docker.answers()):
+        return Docker()
+    if forced in (None, "buildah") and Buildah.available():
+        return Buildah()
+    return None

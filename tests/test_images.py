@@ -1,0 +1,380 @@
+"""Build every rendered image for real and run it the way SageMaker does.
+
+`docker run IMAGE train` against a SageMaker tree written by the project's own `sample-data`
+command, mounted at /opt/ml; `docker run IMAGE serve` with SAGEMAKER_BIND_TO_PORT, real HTTP,
+then SIGTERM. The engine is docker when one answers, else buildah (tests/containers.py); a base
+image that cannot be pulled is replaced by a labelled stand-in (tests/standins.py). An image that
+cannot be built here is skipped with the reason, never counted as passed; the terminal summary
+lists every image with its size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import DEFAULTS, SUPPORTED, Combination
+from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
+from .standins import Base, NoBase, ensure_base
+
+MB = 1_000_000
+# What a framework's image may add on top of its base image (the base is not ours to shrink).
+# Documented in the template README, "Image tests"; a framework without a budget fails its size test.
+SIZE_BUDGET_MB = {"sklearn": 350}
+# SageMaker runs images as root unless the image sets USER; hosting expects root (see the project README).
+SAGEMAKER_USERS = {"", "root", "0", "0:0"}
+BROKEN_HYPERPARAMETER = "no_such_hyperparameter"
+IMAGE_PREFIX = "localhost/byoc-test/"
+
+
+@dataclass(frozen=True)
+class ImageCase:
+    combination: Combination
+    python_version: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.combination.id}-py{self.python_version}"
+
+    def answers(self) -> dict[str, str]:
+        answers = self.combination.answers()
+        if self.python_version != DEFAULTS["python_version"][0]:
+            answers["python_version"] = self.python_version  # the default reuses other tests' bakes
+        return answers
+
+
+# Every supported combination on the default Python; the other Pythons on the default combination.
+IMAGE_CASES = [ImageCase(c, DEFAULTS["python_version"][0]) for c in SUPPORTED] + [
+    ImageCase(SUPPORTED[0], version) for version in DEFAULTS["python_version"][1:]
+]
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    case: ImageCase
+    project: Path
+    tag: str
+    base: Base
+    base_size: int
+    info: ImageInfo
+    build_seconds: float
+
+    @property
+    def serves(self) -> bool:
+        return self.case.combination.scope == "train+serve"
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    tree: Path
+    result: subprocess.CompletedProcess[str]
+    outside: list[str]
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    found = detect()
+    if found is None:
+        reason = "no container engine: no docker engine answers and buildah is not installed (or not root)"
+        if os.environ.get("BYOC_REQUIRE_IMAGES") == "1":
+            pytest.fail(reason + "; BYOC_REQUIRE_IMAGES=1 demands the image tests run")
+        pytest.skip(reason)
+    found.remove_leftovers(IMAGE_PREFIX)
+    return found
+
+
+def from_images(dockerfile: Path) -> list[str]:
+    """The base images a Dockerfile names, with ARG defaults filled in (later stages may build FROM earlier ones)."""
+    defaults: dict[str, str] = {}
+    stages: set[str] = set()
+    bases = []
+    for line in dockerfile.read_text().splitlines():
+        if match := re.match(r"^ARG\s+(\w+)=(\S+)", line, re.I):
+            defaults[match.group(1)] = match.group(2)
+        elif match := re.match(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line, re.I):
+            name = re.sub(r"\$\{?(\w+)\}?", lambda variable: defaults.get(variable.group(1), ""), match.group(1))
+            if name not in stages:
+                bases.append(name)
+            if match.group(2):
+                stages.add(match.group(2))
+    return bases
+
+
+# Secrets a careless build would copy in: a user's .env, AWS credentials, the local SageMaker tree.
+DECOYS = {
+    ".env": "AWS_SECRET_ACCESS_KEY=byoc-decoy-secret\n",
+    ".aws/credentials": "[default]\naws_secret_access_key = byoc-decoy-secret\n",
+    "local/input/config/byoc-decoy.json": "{}\n",
+}
+CREDENTIAL_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+
+
+def with_decoys(project: Path, context: Path) -> Path:
+    """The rendered project as a build context, with files that must never reach the image."""
+    shutil.copytree(project, context, ignore=shutil.ignore_patterns("__pycache__", ".*_cache", ".venv"))
+    for name, text in DECOYS.items():
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        (context / name).write_text(text)
+    return context
+
+
+@pytest.fixture(scope="module", params=IMAGE_CASES, ids=lambda case: case.id)
+def image(request, bake_once, engine: Engine, tmp_path_factory):
+    case: ImageCase = request.param
+    result = bake_once(**case.answers())
+    assert result.exit_code == 0, f"{case.id} did not render: {result.exception}"
+    project: Path = result.project_path
+    bases = []
+    for name in from_images(project / "Dockerfile"):
+        try:
+            bases.append(ensure_base(engine, name))
+        except NoBase as reason:
+            pytest.skip(f"image {case.id} not built: {reason}")
+    tag = f"{IMAGE_PREFIX}{case.id.replace('+', '-')}:latest"
+    context = with_decoys(project, tmp_path_factory.mktemp("context") / project.name)
+    started = time.monotonic()
+    try:
+        engine.build(context, tag, timeout=1800)
+    except EngineError as error:
+        pytest.fail(f"{case.id}: the rendered Dockerfile did not build with {engine.name}:\n{str(error)[-6000:]}")
+    built = BuiltImage(
+        case=case,
+        project=project,
+        tag=tag,
+        base=bases[-1],
+        base_size=engine.inspect(bases[-1].image).size,
+        info=engine.inspect(tag),
+        build_seconds=time.monotonic() - started,
+    )
+    yield built
+    engine.remove_image(tag)  # vfs storage keeps full copies; only the cached bases stay
+
+
+def sample_tree(project: Path, directory: Path) -> Path:
+    """A SageMaker tree written by the project's own `sample-data` command."""
+    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    environ = dict(os.environ, PYTHONPATH=str(project / "src"))
+    command = [sys.executable, "-m", package, "sample-data", str(directory)]
+    finished = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300, check=False)
+    assert finished.returncode == 0, finished.stderr
+    return directory
+
+
+def run_to_end(
+    engine: Engine, tag: str, args: list[str], options: RunOptions
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    container = engine.create(tag, args, options)
+    try:
+        result = engine.run(container, timeout=900)
+        return result, outside_writable_roots(engine.changes(container))
+    finally:
+        engine.remove(container)
+
+
+def note(request, **values: object) -> None:
+    """Facts for the terminal summary (tests/conftest.py), carried by the test report."""
+    request.node.user_properties.append(("image", json.dumps({"id": request.node.callspec.id, **values})))
+
+
+@pytest.fixture(scope="module")
+def trained(image: BuiltImage, engine: Engine, tmp_path_factory) -> TrainRun:
+    """`docker run IMAGE train`, offline, as a training job with network isolation would run it."""
+    tree = sample_tree(image.project, tmp_path_factory.mktemp("trained") / "ml")
+    started = time.monotonic()
+    result, outside = run_to_end(engine, image.tag, ["train"], RunOptions(mount=tree, network=False))
+    return TrainRun(tree, result, outside, time.monotonic() - started)
+
+
+def test_train_writes_the_model(request, image: BuiltImage, trained: TrainRun):
+    note(request, train_seconds=round(trained.seconds, 1))
+    assert trained.result.returncode == 0, trained.result.stdout[-6000:]
+    assert not (trained.tree / "output" / "failure").exists()
+    assert [path for path in (trained.tree / "model").rglob("*") if path.is_file()], "no model in /opt/ml/model"
+    metrics = json.loads((trained.tree / "output" / "data" / "metrics.json").read_text())
+    assert re.search(r"^validation:accuracy=\d", trained.result.stdout, re.M)
+    assert metrics["validation:accuracy"] > 0.5
+    assert trained.outside == [], f"train wrote outside /opt/ml and /tmp: {trained.outside}"
+
+
+def test_train_with_a_broken_hyperparameter_fails_clearly(image: BuiltImage, engine: Engine, tmp_path: Path):
+    tree = sample_tree(image.project, tmp_path / "ml")
+    config = tree / "input" / "config" / "hyperparameters.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), BROKEN_HYPERPARAMETER: "1"}))
+    result, outside = run_to_end(engine, image.tag, ["train"], RunOptions(mount=tree, network=False))
+    assert result.returncode != 0, result.stdout[-3000:]
+    failure = tree / "output" / "failure"
+    assert failure.exists(), result.stdout[-3000:]
+    assert BROKEN_HYPERPARAMETER in failure.read_text()
+    assert not [path for path in (tree / "model").rglob("*") if path.is_file()], "a failed job left a model"
+    assert outside == [], f"train wrote outside /opt/ml and /tmp: {outside}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http(port: int, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until_healthy(port: int, process: subprocess.Popen[str], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            pytest.fail(f"serve exited {process.returncode} before answering /ping:\n{process.stdout.read()[-4000:]}")
+        try:
+            if http(port, "/ping")[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"/ping did not answer 200 within {timeout} s")
+
+
+def test_serve_answers_and_stops_on_sigterm(request, image: BuiltImage, engine: Engine, trained: TrainRun):
+    if not image.serves:
+        # A train-only image has no server: `serve` must be refused, not half-start.
+        result, _ = run_to_end(engine, image.tag, ["serve"], RunOptions(mount=trained.tree, network=False))
+        assert result.returncode != 0 and "serve" in result.stdout, result.stdout[-3000:]
+        note(request, serve="refused (train-only)")
+        return
+    assert trained.result.returncode == 0, "serving needs the model the train test makes"
+    port = free_port()
+    env = {"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    container = engine.create(image.tag, ["serve"], RunOptions(mount=trained.tree, env=env, port=port))
+    try:
+        engine.start(container)
+        assert container.process is not None
+        ready = wait_until_healthy(port, container.process, timeout=120)
+        requests_dir = trained.tree / "sample-requests"
+        csv_status, csv_answer = http(
+            port,
+            "/invocations",
+            (requests_dir / "payload.csv").read_bytes(),
+            {"Content-Type": "text/csv", "Accept": "application/json"},
+        )
+        json_status, json_answer = http(
+            port,
+            "/invocations",
+            (requests_dir / "payload.json").read_bytes(),
+            {"Content-Type": "application/json", "Accept": "text/csv"},
+        )
+        refused_status, _ = http(port, "/invocations", b"x", {"Content-Type": "application/x-no-such-type"})
+        started = time.monotonic()
+        status = engine.terminate(container, timeout=30)
+        stop_seconds = time.monotonic() - started
+        log = container.process.stdout.read() if container.process.stdout else ""
+        outside = outside_writable_roots(engine.changes(container))
+    finally:
+        engine.remove(container)
+    note(request, ready_seconds=round(ready, 1), stop_seconds=round(stop_seconds, 1))
+    assert (csv_status, json_status) == (200, 200), (csv_answer, json_answer)
+    predictions = json.loads(csv_answer)["predictions"]
+    rows = (requests_dir / "payload.csv").read_text().strip().splitlines()
+    assert len(predictions) == len(rows)
+    assert [str(p) for p in predictions] == json_answer.decode().split(), "CSV and JSON requests disagree"
+    assert refused_status == 415
+    assert status == 0, f"serve exited {status} on SIGTERM:\n{log[-4000:]}"
+    assert "Traceback" not in log, log[-4000:]
+    assert outside == [], f"serve wrote outside /opt/ml and /tmp: {outside}"
+
+
+# Run inside the image: who runs it, what is installed, and any decoy that slipped in.
+INSPECTION = """
+import importlib.metadata, json, os, re
+strays = []
+for top, folders, files in os.walk("/"):
+    if top in ("/proc", "/sys", "/dev", "/opt/ml"):
+        folders.clear()
+        continue
+    for name in files:
+        if name == ".env" or "byoc-decoy" in name or (top.endswith("/.aws") and name == "credentials"):
+            strays.append(os.path.join(top, name))
+installed = {
+    re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower(): dist.version for dist in importlib.metadata.distributions()
+}
+print(json.dumps({"uid": os.getuid(), "strays": strays, "installed": installed}))
+"""
+
+
+@pytest.fixture(scope="module")
+def inside(image: BuiltImage, engine: Engine, tmp_path_factory) -> dict:
+    options = RunOptions(mount=tmp_path_factory.mktemp("inspect"), network=False, entrypoint=["python", "-c"])
+    result, _ = run_to_end(engine, image.tag, [INSPECTION], options)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_image_holds_no_credentials_or_local_files(image: BuiltImage, inside: dict):
+    assert inside["strays"] == [], "files from the build folder that must never be in the image"
+    variables = {entry.split("=", 1)[0] for entry in image.info.env}
+    assert not variables & CREDENTIAL_VARIABLES, f"the image sets {variables & CREDENTIAL_VARIABLES}"
+
+
+def test_image_holds_exactly_the_pinned_dependencies(image: BuiltImage, inside: dict):
+    pyproject = tomllib.loads((image.project / "pyproject.toml").read_text())
+    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", dep).groups() for dep in pyproject["project"]["dependencies"])
+    pins = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
+    assert pins, "pyproject.toml pins nothing"
+    assert {name: inside["installed"].get(name) for name in pins} == pins
+
+
+def test_image_runs_as_the_user_sagemaker_runs_it(image: BuiltImage, inside: dict):
+    user = image.info.user
+    assert user in SAGEMAKER_USERS, f"the image sets USER {user!r}; SageMaker hosting expects root"
+    assert inside["uid"] == 0
+
+
+def test_image_size_within_budget(request, image: BuiltImage):
+    framework = image.case.combination.framework
+    added = image.info.size - image.base_size
+    note(
+        request,
+        engine=request.getfixturevalue("engine").name,
+        base=image.base.describe(),
+        size_mb=round(image.info.size / MB),
+        base_mb=round(image.base_size / MB),
+        added_mb=round(added / MB),
+        budget_mb=SIZE_BUDGET_MB.get(framework),
+        build_seconds=round(image.build_seconds),
+    )
+    assert framework in SIZE_BUDGET_MB, f"no size budget declared for {framework} in SIZE_BUDGET_MB"
+    assert added <= SIZE_BUDGET_MB[framework] * MB, (
+        f"{image.case.id} adds {added / MB:.0f} MB to its base, over the {SIZE_BUDGET_MB[framework]} MB budget"
+    )
+
+
+def test_change_detection_sees_a_stray_file(engine: Engine, bake_once, tmp_path: Path):
+    """The 'nothing outside /opt/ml and /tmp' checks above can fail: a stray write is caught."""
+    project = bake_once(**IMAGE_CASES[0].answers()).project_path
+    try:
+        base = ensure_base(engine, from_images(project / "Dockerfile")[-1])
+    except NoBase as reason:
+        pytest.skip(str(reason))
+    script = "open('/root/stray', 'w').close(); open('/tmp/fine', 'w').close(); open('/opt/ml/fine', 'w').close()"
+    options = RunOptions(mount=tmp_path, network=False, entrypoint=["python", "-c"])
+    result, outside = run_to_end(engine, base.image, [script], options)
+    assert result.returncode == 0, result.stdout
+    assert outside == ["/root/stray"]
+    assert (tmp_path / "fine").exists()

@@ -1,0 +1,327 @@
+"""scripts/build.sh, scripts/push.sh and the Makefile's docker-* targets, against stand-in `aws` and
+`docker` executables that record every call (tests/fake_cli.py): the exact calls, a failing step
+stops the script with its message, missing tools and credentials are named, no secret is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+{%- if cookiecutter.scope == "train+serve" %}
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+{%- endif %}
+from pathlib import Path
+{%- if cookiecutter.scope == "train+serve" %}
+from typing import ClassVar
+{%- endif %}
+
+import pytest
+
+from .fake_cli import ACCOUNT, PASSWORD
+from .support import PROJECT_DIR
+
+IMAGE = "{{ cookiecutter.ecr_repository }}"
+DEFAULT_REGION = "{{ cookiecutter.aws_region }}"
+REGION = "eu-west-1"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+TAG = "v1"
+# The only real programs the scripts may use; everything else on PATH is a stand-in.
+TOOLS = ("bash", "dirname", "git", "make", "curl")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A copy of the scripts and the Makefile, outside any git repository."""
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_DIR / "scripts", project / "scripts")
+    shutil.copy(PROJECT_DIR / "Makefile", project / "Makefile")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        assert found, f"{tool} is needed to test the scripts"
+        (tools / tool).symlink_to(found)
+    return project
+
+
+def install_fakes(directory: Path, *tools: str) -> None:
+    directory.mkdir(exist_ok=True)
+    fake = Path(__file__).with_name("fake_cli.py")
+    for tool in tools:
+        path = directory / tool
+        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {tool} "$@"\n')
+        path.chmod(0o755)
+
+
+def run(
+    project: Path, command: list[str], fakes: tuple[str, ...] = ("aws", "docker"), **variables: str
+) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """Run a script or make target with only the stand-ins and TOOLS on PATH; returns the recorded calls."""
+    fake_dir = project.parent / "fakes"
+    shutil.rmtree(fake_dir, ignore_errors=True)
+    install_fakes(fake_dir, *fakes)
+    calls = project.parent / "calls.jsonl"
+    calls.unlink(missing_ok=True)
+    environ = {
+        "PATH": f"{fake_dir}{os.pathsep}{project.parent / 'tools'}",
+        "HOME": str(project.parent),
+        "FAKE_CALLS": str(calls),
+        "GIT_CEILING_DIRECTORIES": str(project.parent),
+        "IMAGE_TAG": TAG,
+        "AWS_REGION": REGION,
+        **variables,
+    }
+    environ = {name: value for name, value in environ.items() if value}
+    finished = subprocess.run(
+        command, cwd=project, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
+    recorded = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+    return finished, recorded
+
+
+def argvs(calls: list[dict]) -> list[list[str]]:
+    return [call["argv"] for call in calls]
+
+
+BUILD_CALLS = [
+    ["docker", "info"],
+    ["docker", "buildx", "version"],
+    [
+        "docker",
+        "buildx",
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--provenance=false",
+        "--load",
+        "--tag",
+        f"{IMAGE}:{TAG}",
+        "--tag",
+        f"{IMAGE}:latest",
+        ".",
+    ],
+]
+
+
+def push_calls(region: str = REGION, registry: str = REGISTRY, create: bool = True) -> list[list[str]]:
+    calls = [
+        ["docker", "info"],
+        ["docker", "image", "inspect", f"{IMAGE}:{TAG}"],
+        ["aws", "sts", "get-caller-identity", "--query", "Account", "--output", "text"],
+        ["aws", "ecr", "describe-repositories", "--repository-names", IMAGE, "--region", region],
+    ]
+    if create:
+        calls.append(
+            [
+                "aws",
+                "ecr",
+                "create-repository",
+                "--repository-name",
+                IMAGE,
+                "--region",
+                region,
+                "--image-scanning-configuration",
+                "scanOnPush=true",
+            ]
+        )
+    calls += [
+        ["aws", "ecr", "get-login-password", "--region", region],
+        ["docker", "login", "--username", "AWS", "--password-stdin", registry],
+    ]
+    for pushed in (TAG, "latest"):
+        calls += [["docker", "tag", f"{IMAGE}:{TAG}", f"{registry}/{IMAGE}:{pushed}"]]
+        calls += [["docker", "push", f"{registry}/{IMAGE}:{pushed}"]]
+    return calls
+
+
+def test_scripts_are_strict():
+    for script in ("build.sh", "push.sh"):
+        lines = (PROJECT_DIR / "scripts" / script).read_text().splitlines()
+        assert "set -euo pipefail" in lines, f"{script} must stop on the first failing step"
+
+
+def test_build_makes_exactly_the_sagemaker_build_call(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"])
+    assert finished.returncode == 0, finished.stderr
+    assert argvs(calls) == BUILD_CALLS
+    assert f"Built {IMAGE}:{TAG} and {IMAGE}:latest" in finished.stderr
+
+
+def test_build_tags_with_the_git_revision(workspace):
+    git = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t"}
+    git["GIT_COMMITTER_EMAIL"] = "t@example.com"
+    for command in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "first"]):
+        subprocess.run(command, cwd=workspace, env={**os.environ, **git}, check=True, capture_output=True)
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=workspace, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    _, calls = run(workspace, ["scripts/build.sh"], IMAGE_TAG="")
+    assert f"{IMAGE}:{revision}" in argvs(calls)[-1]
+    (workspace / "Makefile").write_text("changed\n")
+    _, calls = run(workspace, ["scripts/build.sh"], IMAGE_TAG="")
+    assert f"{IMAGE}:{revision}-dirty" in argvs(calls)[-1]
+
+
+def test_build_outside_git_is_tagged_dev(workspace):
+    _, calls = run(workspace, ["scripts/build.sh"], IMAGE_TAG="")
+    assert f"{IMAGE}:dev" in argvs(calls)[-1]
+
+
+@pytest.mark.parametrize(
+    ("fail", "message", "calls_made"),
+    [
+        ("engine", "Docker is installed but its engine does not answer", 1),
+        ("buildx", "Docker Buildx is missing", 2),
+        ("build", "docker build failed", 3),
+    ],
+)
+def test_build_stops_at_a_failing_step_with_its_message(workspace, fail, message, calls_made):
+    finished, calls = run(workspace, ["scripts/build.sh"], FAKE_FAIL=fail)
+    assert finished.returncode != 0
+    assert f"ERROR: {message}" in finished.stderr
+    assert argvs(calls) == BUILD_CALLS[:calls_made]
+    assert "Built " not in finished.stderr
+
+
+def test_build_without_docker_says_so(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"], fakes=("aws",))
+    assert finished.returncode != 0
+    assert "ERROR: 'docker' was not found on PATH. Install Docker" in finished.stderr
+    assert calls == []
+
+
+def test_push_creates_the_repository_logs_in_and_pushes_both_tags(workspace):
+    finished, calls = run(workspace, ["scripts/push.sh"])
+    assert finished.returncode == 0, finished.stderr
+    assert argvs(calls) == push_calls()
+    login = next(call for call in calls if call["argv"][1] == "login")
+    assert login["stdin"] == PASSWORD, "the password must reach docker login on stdin"
+    assert finished.stdout.strip() == f"{REGISTRY}/{IMAGE}:{TAG}"
+    assert PASSWORD not in finished.stdout + finished.stderr
+
+
+def test_push_reuses_an_existing_repository(workspace):
+    finished, calls = run(workspace, ["scripts/push.sh"], FAKE_REPOSITORY_EXISTS="1")
+    assert finished.returncode == 0, finished.stderr
+    assert argvs(calls) == push_calls(create=False)
+
+
+@pytest.mark.parametrize(
+    ("variables", "region"),
+    [
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "", "FAKE_CONFIGURED_REGION": "ap-south-1"}, "ap-south-1"),
+        ({"AWS_REGION": ""}, DEFAULT_REGION),
+        ({"AWS_REGION": "cn-north-1"}, "cn-north-1"),
+    ],
+)
+def test_push_finds_the_region(workspace, variables, region):
+    finished, calls = run(workspace, ["scripts/push.sh"], **variables)
+    assert finished.returncode == 0, finished.stderr
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    expected = push_calls(region, f"{ACCOUNT}.dkr.ecr.{region}.{domain}")
+    asked_cli = ["aws", "configure", "get", "region"] in argvs(calls)
+    assert asked_cli == ("AWS_DEFAULT_REGION" not in variables and region != "cn-north-1")
+    assert [call for call in argvs(calls) if call[1:3] != ["configure", "get"]] == expected
+
+
+@pytest.mark.parametrize(
+    ("fail", "message", "last_call"),
+    [
+        ("image", f"No local image {IMAGE}:{TAG}: run scripts/build.sh first.", ["docker", "image", "inspect"]),
+        ("credentials", "AWS credentials are missing or expired", ["aws", "sts", "get-caller-identity"]),
+        ("describe", f"Cannot look up ECR repository {IMAGE}: An error occurred (AccessDenied", ["aws", "ecr"]),
+        ("create", f"Cannot create ECR repository {IMAGE}", ["aws", "ecr", "create-repository"]),
+        ("login", f"Docker login to {REGISTRY} failed.", ["docker", "login"]),
+        ("push", f"docker push of {TAG} failed.", ["docker", "push", f"{REGISTRY}/{IMAGE}:{TAG}"]),
+    ],
+)
+def test_push_stops_at_a_failing_step_with_its_message(workspace, fail, message, last_call):
+    finished, calls = run(workspace, ["scripts/push.sh"], FAKE_FAIL=fail)
+    assert finished.returncode != 0
+    assert f"ERROR: {message}" in finished.stderr
+    assert argvs(calls)[-1][: len(last_call)] == last_call, "the script went on after the failing step"
+    assert "Pushed." not in finished.stderr
+    assert PASSWORD not in finished.stdout + finished.stderr
+
+
+@pytest.mark.parametrize(("present", "missing"), [(("docker",), "aws"), (("aws",), "docker")])
+def test_push_without_a_tool_says_which(workspace, present, missing):
+    finished, calls = run(workspace, ["scripts/push.sh"], fakes=present)
+    assert finished.returncode != 0
+    assert f"ERROR: '{missing}' was not found on PATH." in finished.stderr
+    assert calls == []
+
+
+def make(workspace: Path, target: str, **variables: str) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    # The Makefile's python is this interpreter, with the package from the project's src/.
+    arguments = [f"BIN={Path(sys.executable).parent}", *(f"{name}={value}" for name, value in variables.items())]
+    return run(workspace, ["make", "--no-print-directory", target, *arguments], PYTHONPATH=str(PROJECT_DIR / "src"))
+
+
+def test_make_docker_train_builds_then_trains_on_the_local_tree(workspace):
+    finished, calls = make(workspace, "docker-train")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert (workspace / "local" / "input" / "config" / "hyperparameters.json").exists()
+    assert argvs(calls) == [
+        *BUILD_CALLS,
+        ["docker", "run", "--rm", "--volume", f"{workspace}/local:/opt/ml", f"{IMAGE}:latest", "train"],
+    ]
+
+{%- if cookiecutter.scope == "train+serve" %}
+
+
+def test_make_docker_serve_publishes_the_port_sagemaker_uses(workspace):
+    finished, calls = make(workspace, "docker-serve", PORT="9090")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert argvs(calls)[-1] == [
+        "docker",
+        "run",
+        "--rm",
+        "--volume",
+        f"{workspace}/local:/opt/ml",
+        "--publish",
+        "127.0.0.1:9090:8080",
+        f"{IMAGE}:latest",
+        "serve",
+    ]
+
+
+class Recorder(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Recorder.received.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"predictions": [0]}')
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[int]:
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_make_docker_predict_posts_the_sample_payload(workspace, endpoint):
+    make(workspace, "local/input/config/hyperparameters.json")
+    finished, calls = make(workspace, "docker-predict", PORT=str(endpoint))
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    payload = (workspace / "local" / "sample-requests" / "payload.csv").read_bytes()
+    assert Recorder.received[-1] == ("/invocations", "text/csv", payload)
+    assert '{"predictions": [0]}' in finished.stdout
+    assert calls == []
+{%- endif %}
