@@ -164,6 +164,14 @@ def _high_water_kib(pid: int) -> int:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 class ServerProcess:
     """A server as a process of its own: start, wait for /ping, measure, SIGTERM."""
 
@@ -197,6 +205,12 @@ class ServerProcess:
                 connection.close()
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes have used so far: what a start costs, however busy
+        the machine is."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        return sum(_cpu_ticks(pid) for pid in [self.process.pid, *_children(self.process.pid)]) / ticks
 
     def peak_rss_mib(self) -> float:
         """The sum of the high-water marks of the server's processes (shared pages counted in each)."""

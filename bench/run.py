@@ -56,16 +56,19 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def cold_starts(start: Callable[[], ServerProcess], count: int) -> tuple[float, list[int]]:
+def cold_starts(start: Callable[[], ServerProcess], count: int) -> tuple[float, float, list[int]]:
+    """Median wall-clock and CPU seconds from process start to the first 200 from /ping; exit codes."""
     seconds: list[float] = []
+    cpu: list[float] = []
     exits: list[int] = []
     for _ in range(count):
         server = start()
         try:
             seconds.append(server.wait_healthy())
+            cpu.append(server.cpu_seconds())
         finally:
             exits.append(server.stop())
-    return median(seconds), exits
+    return median(seconds), median(cpu), exits
 
 
 def check_answers(servers: dict[str, ServerProcess], payload: Payload, expected: list[str]) -> None:
@@ -108,9 +111,10 @@ def bench_serving(project: Project, scratch: Path, drive: Drive, args) -> dict:
     starters = {"ours": lambda: harness.our_server(project, args.workers, scratch)}
     if project.framework == "sklearn":  # the reference serves the same scikit-learn artifact
         starters["reference"] = lambda: harness.reference_server(project, args.workers, scratch)
-    figures: dict = {"cold_start_s": {}, "peak_rss_mib": {}, "exit_codes": {}, "payloads": {}}
+    figures: dict = {"cold_start_s": {}, "cold_start_cpu_s": {}, "peak_rss_mib": {}, "exit_codes": {}, "payloads": {}}
     for name, start in starters.items():
-        figures["cold_start_s"][name], figures["exit_codes"][name] = cold_starts(start, args.cold_starts)
+        wall, cpu, figures["exit_codes"][name] = cold_starts(start, args.cold_starts)
+        figures["cold_start_s"][name], figures["cold_start_cpu_s"][name] = wall, cpu
 
     payloads = harness.payloads(project.features())
     servers = {name: start() for name, start in starters.items()}
@@ -219,14 +223,15 @@ def table(results: dict) -> str:
             )
     lines += [
         "",
-        f"{'framework':<{width}}{'cold start ours/ref (s)':>25}{'peak RSS ours/ref (MiB)':>26}"
+        f"{'framework':<{width}}{'cold start ours/ref (s)':>25}{'(CPU s)':>16}{'peak RSS ours/ref (MiB)':>26}"
         f"{'train: entrypoint/direct/overhead (s)':>40}{'exit codes':>14}",
     ]
     for framework, figures in results["frameworks"].items():
-        cold, rss, train = figures["cold_start_s"], figures["peak_rss_mib"], figures["train"]
+        cold, cpu, rss, train = (figures[key] for key in ("cold_start_s", "cold_start_cpu_s", "peak_rss_mib", "train"))
         exits = "all 0" if all(code == 0 for codes in figures["exit_codes"].values() for code in codes) else "NOT 0"
         lines.append(
             f"{framework:<{width}}{cold['ours']:>16.2f} / {cold.get('reference', float('nan')):>5.2f}"
+            f"{cpu['ours']:>9.2f} / {cpu.get('reference', float('nan')):>4.2f}"
             f"{rss['ours']:>17.0f} / {rss.get('reference', float('nan')):>5.0f}"
             f"{train['entrypoint_s']:>24.2f} / {train['direct_s']:.2f} / {train['overhead_s']:+.2f}{exits:>14}"
         )

@@ -81,6 +81,7 @@ def failing_server(tmp_path):
 def test_a_server_that_never_gets_healthy_is_reported(failing_server):
     with pytest.raises(RuntimeError, match="did not answer /ping"):
         failing_server.wait_healthy(timeout=1)
+    assert failing_server.cpu_seconds() > 0  # it was running, just never healthy
 
 
 def test_a_server_that_exits_is_reported(tmp_path):
