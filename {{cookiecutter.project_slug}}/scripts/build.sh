@@ -11,11 +11,31 @@ require_docker
 require_buildx
 tag="$(image_tag)"
 
+build_args=()
+# Handed to pip inside the build when set (PyTorch's CPU wheel index, a private mirror); never printed.
+if [[ -n "${PIP_EXTRA_INDEX_URL:-}" ]]; then
+  build_args+=(--build-arg PIP_EXTRA_INDEX_URL)
+fi
+if [[ -f prebuilt-images.json ]]; then
+  # AWS's prebuilt base image sits in a registry of its own in each region, and pulling needs a login.
+  require aws "Install the AWS CLI v2 and try again."
+  region="$(aws_region)"
+  base_image="$(prebuilt_image training "$region")"
+  registry="${base_image%%/*}"
+  log "Logging Docker in to ${registry} to pull ${base_image}"
+  aws ecr get-login-password --region "$region" \
+    | docker login --username AWS --password-stdin "$registry" >/dev/null \
+    || die "Docker login to ${registry} failed: are AWS credentials configured ('aws configure' or 'aws sso login')?"
+  build_args+=(--build-arg "BASE_IMAGE=${base_image}")
+fi
+
 log "Building ${IMAGE_NAME}:${tag} for linux/amd64"
+# ${a[@]+...}: an empty array is fine under `set -u` in every bash, macOS's 3.2 included.
 docker buildx build \
   --platform linux/amd64 \
   --provenance=false \
   --load \
+  ${build_args[@]+"${build_args[@]}"} \
   --tag "${IMAGE_NAME}:${tag}" \
   --tag "${IMAGE_NAME}:latest" \
   . || die "docker build failed (see the output above)."

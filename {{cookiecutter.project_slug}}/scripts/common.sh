@@ -60,6 +60,19 @@ aws_account() {
   printf '%s\n' "$account"
 }
 
+# AWS's prebuilt image for a role (training or inference) in a region, as listed in prebuilt-images.json.
+prebuilt_image() {
+  local role="$1" region="$2" account image
+  require python3 "It reads prebuilt-images.json."
+  read -r account image < <(python3 -c '
+import json, sys
+table = json.load(open("prebuilt-images.json"))
+print(table[sys.argv[1] + "_accounts"].get(sys.argv[2], "-"), table[sys.argv[1] + "_image"])
+' "$role" "$region") || die "Cannot read prebuilt-images.json."
+  [[ "$account" != "-" ]] || die "AWS publishes no prebuilt ${role} image in region ${region} (see prebuilt-images.json)."
+  printf '%s/%s\n' "$(registry_host "$account" "$region")" "$image"
+}
+
 registry_host() {
   local account="$1" region="$2" domain="amazonaws.com"
   if [[ "$region" == cn-* ]]; then

@@ -40,12 +40,16 @@ def workspace(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     shutil.copytree(PROJECT_DIR / "scripts", project / "scripts")
     shutil.copy(PROJECT_DIR / "Makefile", project / "Makefile")
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+    shutil.copy(PROJECT_DIR / "prebuilt-images.json", project / "prebuilt-images.json")
+{%- endif %}
     tools = tmp_path / "tools"
     tools.mkdir()
     for tool in TOOLS:
         found = shutil.which(tool)
         assert found, f"{tool} is needed to test the scripts"
         (tools / tool).symlink_to(found)
+    (tools / "python3").symlink_to(sys.executable)
     return project
 
 
@@ -86,11 +90,22 @@ def run(
 
 def argvs(calls: list[dict]) -> list[list[str]]:
     return [call["argv"] for call in calls]
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+
+
+PREBUILT = json.loads((PROJECT_DIR / "prebuilt-images.json").read_text())
+BASE_REGISTRY = f"{PREBUILT['training_accounts'][REGION]}.dkr.ecr.{REGION}.amazonaws.com"
+BASE_IMAGE = f"{BASE_REGISTRY}/{PREBUILT['training_image']}"
+{%- endif %}
 
 
 BUILD_CALLS = [
     ["docker", "info"],
     ["docker", "buildx", "version"],
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+    ["aws", "ecr", "get-login-password", "--region", REGION],
+    ["docker", "login", "--username", "AWS", "--password-stdin", BASE_REGISTRY],
+{%- endif %}
     [
         "docker",
         "buildx",
@@ -99,6 +114,10 @@ BUILD_CALLS = [
         "linux/amd64",
         "--provenance=false",
         "--load",
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+{%- endif %}
         "--tag",
         f"{IMAGE}:{TAG}",
         "--tag",
@@ -177,7 +196,7 @@ def test_build_outside_git_is_tagged_dev(workspace):
     [
         ("engine", "Docker is installed but its engine does not answer", 1),
         ("buildx", "Docker Buildx is missing", 2),
-        ("build", "docker build failed", 3),
+        ("build", "docker build failed", len(BUILD_CALLS)),
     ],
 )
 def test_build_stops_at_a_failing_step_with_its_message(workspace, fail, message, calls_made):
@@ -186,6 +205,38 @@ def test_build_stops_at_a_failing_step_with_its_message(workspace, fail, message
     assert f"ERROR: {message}" in finished.stderr
     assert argvs(calls) == BUILD_CALLS[:calls_made]
     assert "Built " not in finished.stderr
+
+
+def test_build_hands_a_pip_index_to_the_build_without_printing_it(workspace):
+    index = "https://user:token@example.invalid/simple"
+    finished, calls = run(workspace, ["scripts/build.sh"], PIP_EXTRA_INDEX_URL=index)
+    assert finished.returncode == 0, finished.stderr
+    build = argvs(calls)[-1]
+    assert build[build.index("PIP_EXTRA_INDEX_URL") - 1] == "--build-arg", "the build must get the variable by name"
+    assert index not in finished.stdout + finished.stderr + json.dumps(calls)
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+
+
+def test_build_logs_in_to_the_prebuilt_registry_without_printing_the_password(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"])
+    login = next(call for call in calls if call["argv"][1] == "login")
+    assert login["stdin"] == PASSWORD
+    assert PASSWORD not in finished.stdout + finished.stderr
+
+
+def test_build_stops_when_the_prebuilt_registry_refuses_the_login(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"], FAKE_FAIL="login")
+    assert finished.returncode != 0
+    assert f"ERROR: Docker login to {BASE_REGISTRY} failed" in finished.stderr
+    assert argvs(calls)[-1][:2] == ["docker", "login"]
+
+
+def test_build_refuses_a_region_without_a_prebuilt_image(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"], AWS_REGION="xx-nowhere-1")
+    assert finished.returncode != 0
+    assert "ERROR: AWS publishes no prebuilt training image in region xx-nowhere-1" in finished.stderr
+    assert ["docker", "buildx", "build"] not in [call[:3] for call in argvs(calls)]
+{%- endif %}
 
 
 def test_build_without_docker_says_so(workspace):
