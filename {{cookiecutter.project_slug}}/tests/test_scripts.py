@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-{%- if cookiecutter.scope == "train+serve" %}
+{%- if cookiecutter.scope == "train+serve" and cookiecutter.base_image == "from-scratch" %}
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 {%- endif %}
 from pathlib import Path
-{%- if cookiecutter.scope == "train+serve" %}
+{%- if cookiecutter.scope == "train+serve" and cookiecutter.base_image == "from-scratch" %}
 from typing import ClassVar
 {%- endif %}
 
@@ -324,7 +324,7 @@ def test_make_docker_train_builds_then_trains_on_the_local_tree(workspace):
         ["docker", "run", "--rm", "--volume", f"{workspace}/local:/opt/ml", f"{IMAGE}:latest", "train"],
     ]
 
-{%- if cookiecutter.scope == "train+serve" %}
+{%- if cookiecutter.scope == "train+serve" and cookiecutter.base_image == "from-scratch" %}
 
 
 def test_make_docker_serve_publishes_the_port_sagemaker_uses(workspace):
