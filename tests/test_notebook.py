@@ -1,0 +1,669 @@
+"""The launcher notebook, run top to bottom with papermill for every supported combination, against moto.
+
+Each run gets its own `moto_server` on 127.0.0.1 (a free port, recording every request it receives) and a
+kernel from `.venv-notebook` (the SageMaker SDK conflicts with the main environment's pins, see
+`tests/requirements-notebook.txt`) that imports the rendered project from its `src/`. What the emulator
+needs differently from AWS lives in `notebook_kernel_startup.py`, never in the notebook. The assertions read
+the requests that reached the emulator and its final state, and compare them with what the project itself
+produces: its hyperparameter schema, its sample data, the metric lines its training prints.
+
+The runs go in parallel when the module starts; each test then waits for the run it checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from .conftest import SUPPORTED, TEMPLATE_DIR, Combination
+
+NOTEBOOK_VENV = TEMPLATE_DIR / ".venv-notebook"
+STARTUP_FILE = Path(__file__).with_name("notebook_kernel_startup.py")
+PARALLEL_RUNS = 3  # kernels mostly wait on imports and the emulator; 3 keeps 2 cores busy
+RUN_TIMEOUT = 300
+
+ACCOUNT = "123456789012"  # moto's default account
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/notebook-test"
+BUCKET = "sagemaker-notebook-test"  # inside the policy's sagemaker-* buckets
+INSTANCE_COUNT = 2
+# moto answers invocations with whatever is queued; these stand for the model's answers to five rows.
+CSV_ANSWER = "0\n1\n2\n0\n1\n"
+JSON_ANSWER = {"predictions": [0, 1, 2, 0, 1]}
+
+SCHEMA_DUMP = """
+import json
+from {package}.model import HYPERPARAMETERS
+
+print(json.dumps([
+    {{"name": h.name, "type": h.type.__name__, "default": h.default,
+      "minimum": h.minimum, "maximum": h.maximum, "choices": list(h.choices)}}
+    for h in HYPERPARAMETERS
+]))
+"""
+
+
+@dataclass
+class Call:
+    """One request moto_server received, as the recorder wrote it."""
+
+    service: str
+    operation: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class Reference:
+    """What the project's own package produces: its sample tree, a real training run's output, its schema."""
+
+    tree: Path
+    training_log: str
+    schema: list[dict[str, Any]]
+    seconds: float
+
+
+@dataclass
+class Run:
+    combination: Combination
+    project: Path
+    answers: dict[str, str]
+    image_uri: str
+    overrides: dict[str, Any]
+    expected_hyperparameters: dict[str, str]
+    reference: Path  # Reference.tree
+    training_log: str
+    reference_seconds: float
+    returncode: int = -1
+    log: str = ""
+    seconds: float = 0.0
+    calls: list[Call] = field(default_factory=list)
+    training_job: dict[str, Any] = field(default_factory=dict)  # DescribeTrainingJob, after the run
+    left_over: dict[str, list[str]] = field(default_factory=dict)  # endpoints, configs, models still there
+    objects: dict[str, bytes] = field(default_factory=dict)  # s3://bucket/key -> content
+    network_attempts: str = ""
+    output: str = ""  # every stream the notebook's cells printed
+
+    def sagemaker(self, operation: str) -> list[Call]:
+        return [call for call in self.calls if call.service == "sagemaker" and call.operation == operation]
+
+    def only(self, operation: str) -> dict[str, Any]:
+        found = self.sagemaker(operation)
+        assert len(found) == 1, f"expected one {operation}, the emulator got {len(found)}"
+        return found[0].json()
+
+    def failure(self) -> str:
+        return f"{self.combination.id}: papermill exited {self.returncode}\n{self.log[-8000:]}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The emulator
+
+
+# moto checks endpoint instance types against a list that predates ml.g5; AWS accepts them.
+MOTO_SERVER = """
+import sys
+from moto.sagemaker.models import FakeEndpointConfig
+from moto.server import main
+
+FakeEndpointConfig.validate_instance_type = lambda self, instance_type: None
+sys.exit(main())
+"""
+
+
+class MotoServer:
+    """moto_server on a free loopback port, recording every request to a file."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.recording = workdir / "moto-recording.jsonl"
+        self.log_path = workdir / "moto.log"
+        env = {**os.environ, "MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(self.recording)}
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [str(NOTEBOOK_VENV / "bin" / "python"), "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", "0"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = re.search(r"Running on (http://127\.0\.0\.1:\d+)", self.log_path.read_text(errors="replace"))
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto_server did not start:\n{self.log_path.read_text(errors='replace')}")
+
+    def request(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        with urllib.request.urlopen(
+            urllib.request.Request(self.url + path, data=body, headers=headers or {}), timeout=30
+        ) as response:
+            return response.read()
+
+    def s3_get(self, path: str) -> bytes:
+        # moto refuses anonymous S3 reads; it checks that a request is signed, not the signature.
+        return self.request(path, headers={"Authorization": signature("s3", "us-east-1")})
+
+    def sagemaker(self, operation: str, region: str, **parameters: Any) -> dict[str, Any]:
+        headers = {
+            "Authorization": signature("sagemaker", region),
+            "X-Amz-Target": f"SageMaker.{operation}",
+            "Content-Type": "application/x-amz-json-1.1",
+        }
+        return json.loads(self.request("/", json.dumps(parameters).encode(), headers))
+
+    def post_json(self, path: str, payload: dict[str, Any]) -> None:
+        self.request(path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def calls(self) -> list[Call]:
+        if not self.recording.exists():
+            return []
+        return [call for line in self.recording.read_text().splitlines() if (call := parse_recorded(line))]
+
+    def s3_objects(self, bucket: str) -> dict[str, bytes]:
+        listing = ElementTree.fromstring(self.s3_get(f"/{bucket}?list-type=2&max-keys=1000"))
+        keys = [element.text or "" for element in listing.iter() if element.tag.endswith("}Key")]
+        return {f"s3://{bucket}/{key}": self.s3_get(f"/{bucket}/{key}") for key in keys}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def signature(service: str, region: str) -> str:
+    return f"AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request"
+
+
+def parse_recorded(line: str) -> Call | None:
+    entry = json.loads(line)
+    parts = urlsplit(entry["url"])
+    if parts.path.startswith("/moto-api/"):
+        return None  # the test's own set-up calls
+    headers = {key.lower(): value for key, value in entry["headers"].items()}
+    body = entry.get("body") or ""
+    raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
+    scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", headers.get("authorization", ""))
+    service = scope.group(1) if scope else "unsigned"
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if target := headers.get("x-amz-target"):
+        operation = target.split(".", 1)[1]
+    elif service == "sagemaker" and parts.path.endswith("/invocations"):
+        service, operation = "sagemaker-runtime", "InvokeEndpoint"
+    elif service in {"sts", "iam"}:
+        operation = parse_qs(raw.decode())["Action"][0]
+    elif service == "s3":
+        operation = s3_operation(entry["method"], parts.path, query)
+    else:
+        operation = f"{entry['method']} {parts.path}"
+    return Call(service, operation, entry["method"], unquote(parts.path), query, headers, raw)
+
+
+def s3_operation(method: str, path: str, query: dict[str, list[str]]) -> str:
+    if path == "/":
+        return "ListBuckets"
+    has_key = "/" in path.strip("/")
+    if not has_key:
+        if method == "PUT":
+            return "CreateBucket"
+        if method == "HEAD":
+            return "HeadBucket"
+        if "location" in query:
+            return "GetBucketLocation"
+        return "ListObjectsV2" if method == "GET" else f"{method} bucket"
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject"}.get(method, f"{method} object")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the project itself says
+
+
+def in_project(project: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    finished = subprocess.run(
+        [sys.executable, *command],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, f"{' '.join(command)} failed in {project}:\n{finished.stdout}\n{finished.stderr}"
+    return finished
+
+
+def overrides_for(schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """A value other than the default for each hyperparameter whose declaration allows one, typed as a user
+    would write it in the parameters cell."""
+    values: dict[str, Any] = {}
+    for spec in schema:
+        default, low, high = spec["default"], spec["minimum"], spec["maximum"]
+        if spec["choices"]:
+            others = [choice for choice in spec["choices"] if choice != default]
+            if others:
+                values[spec["name"]] = others[-1]
+        elif spec["type"] == "bool":
+            values[spec["name"]] = not default
+        elif spec["type"] in {"int", "float"}:
+            step = 1 if spec["type"] == "int" else default / 2 or 0.5
+            for candidate in (default + step, default - step):
+                if (low is None or candidate >= low) and (high is None or candidate <= high):
+                    values[spec["name"]] = candidate
+                    break
+    return values
+
+
+def as_sagemaker_string(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One run
+
+
+def kernel_environment(workdir: Path, project: Path, moto: MotoServer, fail_operation: str | None) -> dict[str, str]:
+    ipython = workdir / "ipython" / "profile_default" / "startup"
+    ipython.mkdir(parents=True)
+    (ipython / "00-emulator.py").write_text(STARTUP_FILE.read_text())
+    telemetry = workdir / "sagemaker-config.yaml"
+    telemetry.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+    for folder in ("home", "tmp", "jupyter-data", "jupyter-config", "jupyter-runtime"):
+        (workdir / folder).mkdir()
+    inherited = ("AWS_", "SAGEMAKER_", "PYTHON", "JUPYTER", "IPYTHON", "VIRTUAL_ENV", "HTTP", "NO_PROXY")
+    env = {key: value for key, value in os.environ.items() if not key.upper().startswith(inherited)}
+    env.update(
+        {
+            "HOME": str(workdir / "home"),  # no ~/.aws, no ~/.config/sagemaker
+            "TMPDIR": str(workdir / "tmp"),
+            "AWS_ENDPOINT_URL": moto.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "SAGEMAKER_VALIDATE_ROLE": "false",  # moto has no iam:SimulatePrincipalPolicy
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(telemetry),
+            "PYTHONPATH": str(project / "src"),
+            "IPYTHONDIR": str(workdir / "ipython"),
+            "JUPYTER_DATA_DIR": str(workdir / "jupyter-data"),
+            "JUPYTER_CONFIG_DIR": str(workdir / "jupyter-config"),
+            "JUPYTER_RUNTIME_DIR": str(workdir / "jupyter-runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "BYOC_TEST_NETWORK_LOG": str(workdir / "network-attempts.log"),
+            "BYOC_TEST_FALLBACK_PATH": sysconfig.get_paths()["purelib"],
+        }
+    )
+    if fail_operation:
+        env["BYOC_TEST_FAIL_OPERATION"] = fail_operation
+    return env
+
+
+def package_source(project: Path) -> str:
+    """A digest of the rendered package's code: combinations with the same code share one Reference."""
+    digest = hashlib.sha256()
+    for path in sorted((project / "src").rglob("*.py")):
+        digest.update(path.relative_to(project).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def make_reference(project: Path, workdir: Path) -> Reference:
+    started = time.monotonic()
+    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    tree = workdir / "reference"
+    in_project(project, "-m", package, "sample-data", str(tree))
+    training = in_project(project, "-m", package, "train", env={"SAGEMAKER_BASE_DIR": str(tree)})
+    schema = json.loads(in_project(project, "-c", SCHEMA_DUMP.format(package=package)).stdout)
+    return Reference(tree, training.stdout + training.stderr, schema, time.monotonic() - started)
+
+
+def prepare(combination: Combination, project: Path, reference: Reference) -> Run:
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    overrides = overrides_for(reference.schema)
+    expected = {
+        spec["name"]: as_sagemaker_string(overrides.get(spec["name"], spec["default"])) for spec in reference.schema
+    }
+    region = answers["aws_region"]
+    return Run(
+        combination=combination,
+        project=project,
+        answers=answers,
+        image_uri=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{answers['ecr_repository']}:notebook-test",
+        overrides=overrides,
+        expected_hyperparameters=expected,
+        reference=reference.tree,
+        training_log=reference.training_log,
+        reference_seconds=reference.seconds,
+    )
+
+
+def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
+    moto = MotoServer(workdir)
+    try:
+        moto.post_json(
+            "/moto-api/static/sagemaker/endpoint-results",
+            {
+                "region": run.answers["aws_region"],
+                "results": [
+                    {"Body": CSV_ANSWER, "ContentType": "text/csv"},
+                    {"Body": json.dumps(JSON_ANSWER), "ContentType": "application/json"},
+                ],
+            },
+        )
+        output = workdir / "launch.out.ipynb"
+        parameters = {
+            "role_arn": ROLE_ARN,
+            "bucket": BUCKET,
+            "image_uri": run.image_uri,
+            "instance_count": INSTANCE_COUNT,
+            "hyperparameters": run.overrides,
+        }
+        started = time.monotonic()
+        finished = subprocess.run(
+            [
+                str(NOTEBOOK_VENV / "bin" / "python"),
+                "-m",
+                "papermill",
+                str(run.project / "notebooks" / "launch.ipynb"),
+                str(output),
+                "--cwd",
+                str(run.project / "notebooks"),
+                "--kernel",
+                "python3",
+                "--execution-timeout",
+                "120",
+                "--log-output",
+                "--no-progress-bar",
+                "--parameters_yaml",
+                json.dumps(parameters),
+            ],
+            env=kernel_environment(workdir, run.project, moto, fail_operation),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        run.seconds = time.monotonic() - started
+        run.returncode = finished.returncode
+        run.log = finished.stdout + finished.stderr
+        run.calls = moto.calls()  # before the test's own queries below
+        region = run.answers["aws_region"]
+        jobs = run.sagemaker("CreateTrainingJob")
+        if jobs:
+            name = jobs[0].json()["TrainingJobName"]
+            run.training_job = moto.sagemaker("DescribeTrainingJob", region, TrainingJobName=name)
+        run.left_over = {
+            kind: [item[f"{kind}Name"] for item in moto.sagemaker(f"List{kind}s", region)[f"{kind}s"]]
+            for kind in ("Endpoint", "EndpointConfig", "Model")
+        }
+        run.objects = moto.s3_objects(BUCKET)
+    finally:
+        moto.stop()
+    attempts = workdir / "network-attempts.log"
+    run.network_attempts = attempts.read_text() if attempts.exists() else ""
+    if output.exists():
+        notebook = json.loads(output.read_text())
+        run.output = "\n".join(
+            "".join(item.get("text", "")) for cell in notebook["cells"] for item in cell.get("outputs", [])
+        )
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fixtures: every run starts at once, each test waits for its own
+
+
+@pytest.fixture(scope="module")
+def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]]]:
+    if not (NOTEBOOK_VENV / "bin" / "papermill").exists():
+        pytest.fail(
+            f"{NOTEBOOK_VENV} is missing: .ci/run creates it; by hand: python3 -m venv .venv-notebook && "
+            ".venv-notebook/bin/python -m pip install -r tests/requirements-notebook.txt"
+        )
+    # Only the runs that the selected tests check (pytest -k picks a few).
+    items = [item for item in request.session.items if item.module is sys.modules[__name__]]
+    wanted = {item.callspec.params["run"].id for item in items if "run" in item.fixturenames}
+    wanted_failure = any(item.originalname == "test_clean_up_runs_when_a_request_fails" for item in items)
+    projects = {}
+    for combination in SUPPORTED:
+        if combination.id not in wanted and not (wanted_failure and combination.scope == "train+serve"):
+            continue
+        result = bake_once(**combination.answers())
+        assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+        projects[combination.id] = (combination, result.project_path)
+
+    pool = ThreadPoolExecutor(max_workers=PARALLEL_RUNS)
+    # Submitted before the runs that wait for them, so the pool never waits on work it has not started.
+    references: dict[str, Future[Reference]] = {}
+    for _, project in projects.values():
+        key = package_source(project)
+        if key not in references:
+            references[key] = pool.submit(make_reference, project, tmp_path_factory.mktemp("reference"))
+
+    def one(key: str, combination: Combination, project: Path, fail: str | None = None) -> Run:
+        run = prepare(combination, project, references[package_source(project)].result())
+        return execute(run, tmp_path_factory.mktemp(f"notebook-{key}"), fail)
+
+    futures = {key: pool.submit(one, key, *value) for key, value in projects.items() if key in wanted}
+    serving = [value for value in projects.values() if value[0].scope == "train+serve"]
+    if wanted_failure and serving:
+        futures["failed-request"] = pool.submit(one, "failed-request", *serving[0], "InvokeEndpoint")
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(params=SUPPORTED, ids=lambda c: c.id)
+def run(request, runs) -> Run:
+    return runs[request.param.id].result()
+
+
+def serves(run: Run) -> bool:
+    return run.combination.scope == "train+serve"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The runs
+
+
+def test_notebook_runs_to_the_end(run):
+    assert run.returncode == 0, run.failure()
+    print(f"{run.combination.id}: notebook {run.seconds:.1f} s (the project's own run: {run.reference_seconds:.1f} s)")
+
+
+def test_no_request_leaves_loopback(run):
+    assert run.network_attempts == "", f"the kernel tried to reach other hosts:\n{run.network_attempts}"
+    assert {call.headers.get("host", "").split(":")[0] for call in run.calls} == {"127.0.0.1"}
+
+
+def test_training_job_request(run):
+    job = run.only("CreateTrainingJob")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == run.image_uri
+    assert job["RoleArn"] == ROLE_ARN
+    assert job["ResourceConfig"]["InstanceCount"] == INSTANCE_COUNT
+    assert job["ResourceConfig"]["InstanceType"] == run.answers["training_instance_type"]
+    assert job["HyperParameters"] == run.expected_hyperparameters
+    assert all(isinstance(value, str) for value in job["HyperParameters"].values())
+    assert run.overrides, "the schema declares no hyperparameter the test can change"
+    assert job["TrainingJobName"].startswith(f"{run.answers['project_slug']}-")
+    assert job["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://{BUCKET}/")
+    channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
+    assert set(channels) == {path.name for path in (run.reference / "input" / "data").iterdir()}
+    for channel in channels.values():
+        assert channel["ContentType"] == "text/csv"
+        assert channel["DataSource"]["S3DataSource"]["S3Uri"].startswith(f"s3://{BUCKET}/")
+
+
+def test_channels_hold_the_sample_data(run):
+    job = run.only("CreateTrainingJob")
+    for channel in job["InputDataConfig"]:
+        prefix = channel["DataSource"]["S3DataSource"]["S3Uri"].rstrip("/") + "/"
+        uploaded = {uri[len(prefix) :]: body for uri, body in run.objects.items() if uri.startswith(prefix)}
+        local = run.reference / "input" / "data" / channel["ChannelName"]
+        expected = {path.relative_to(local).as_posix(): path.read_bytes() for path in local.rglob("*.csv")}
+        assert uploaded == expected, f"channel {channel['ChannelName']}: S3 holds {sorted(uploaded)}"
+
+
+def test_metric_definitions_match_what_training_prints(run):
+    definitions = run.only("CreateTrainingJob")["AlgorithmSpecification"]["MetricDefinitions"]
+    printed = dict(re.findall(r"^([\w:./-]+)=([0-9.eE+-]+)$", run.training_log, flags=re.MULTILINE))
+    assert printed, f"training printed no metric lines:\n{run.training_log}"
+    assert {definition["Name"] for definition in definitions} == set(printed)
+    for definition in definitions:
+        matches = re.findall(definition["Regex"], run.training_log)
+        assert [float(value) for value in matches] == [float(printed[definition["Name"]])], definition
+
+
+def test_model_endpoint_and_invocations(run):
+    if not serves(run):
+        assert not [call for call in run.calls if "Endpoint" in call.operation or "Model" in call.operation]
+        return
+    artifact = run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
+    model = run.only("CreateModel")
+    assert model["PrimaryContainer"]["Image"] == run.image_uri
+    assert model["PrimaryContainer"]["ModelDataUrl"] == artifact
+    assert model["ExecutionRoleArn"] == ROLE_ARN
+    config = run.only("CreateEndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert variant["ModelName"] == model["ModelName"]
+    assert variant["InstanceType"] == run.answers["inference_instance_type"]
+    assert variant["InitialInstanceCount"] == 1
+    endpoint = run.only("CreateEndpoint")
+    assert endpoint["EndpointConfigName"] == config["EndpointConfigName"]
+    invocations = [call for call in run.calls if call.operation == "InvokeEndpoint"]
+    samples = run.reference / "sample-requests"
+    path = f"/endpoints/{endpoint['EndpointName']}/invocations"
+    sent = [(call.path, call.headers["content-type"], call.headers["accept"], call.body) for call in invocations]
+    assert sent == [
+        (path, "text/csv", "text/csv", (samples / "payload.csv").read_bytes()),
+        (path, "application/json", "application/json", (samples / "payload.json").read_bytes()),
+    ]
+    assert str(JSON_ANSWER) in run.output, "the notebook did not print the endpoint's JSON answer"
+    order = [call.operation for call in run.calls if call.service.startswith("sagemaker")]
+    assert order.index("CreateTrainingJob") < order.index("CreateModel") < order.index("CreateEndpoint")
+    assert order.index("CreateEndpoint") < order.index("InvokeEndpoint") < order.index("DeleteEndpoint")
+
+
+def assert_all_deleted(run: Run) -> None:
+    created = {
+        "Endpoint": run.only("CreateEndpoint")["EndpointName"],
+        "EndpointConfig": run.only("CreateEndpointConfig")["EndpointConfigName"],
+        "Model": run.only("CreateModel")["ModelName"],
+    }
+    for kind, name in created.items():
+        deleted = [call.json()[f"{kind}Name"] for call in run.sagemaker(f"Delete{kind}")]
+        assert deleted == [name], f"Delete{kind}: {deleted}, created {name}"
+    assert run.left_over == {"Endpoint": [], "EndpointConfig": [], "Model": []}
+
+
+def test_everything_deployed_is_deleted(run):
+    if not serves(run):
+        assert not run.sagemaker("CreateEndpoint")
+        return
+    assert_all_deleted(run)
+
+
+def test_clean_up_runs_when_a_request_fails(runs):
+    if "failed-request" not in runs:
+        pytest.skip("no supported combination serves")
+    run = runs["failed-request"].result()
+    assert run.returncode != 0, "the injected failure did not fail the notebook"
+    assert "failure injected by the notebook test" in run.log
+    assert [call.operation for call in run.calls if call.operation == "InvokeEndpoint"] == []
+    assert_all_deleted(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The IAM policy shipped with the project allows every call the notebook made
+
+
+def required_permissions(call: Call, region: str) -> list[tuple[str, str]]:
+    """(IAM action, resource ARN) pairs a request needs; empty for calls that need no permission."""
+    sagemaker_arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}"
+    if call.service == "sagemaker":
+        body = call.json()
+        kinds = {
+            "TrainingJobName": "training-job",
+            "EndpointConfigName": "endpoint-config",
+            "EndpointName": "endpoint",
+            "ModelName": "model",
+        }
+        name_key = next(key for key in kinds if key in body and call.operation.endswith(key[: -len("Name")]))
+        needed = [(f"sagemaker:{call.operation}", f"{sagemaker_arn}:{kinds[name_key]}/{body[name_key].lower()}")]
+        if body.get("Tags"):
+            needed.append(("sagemaker:AddTags", needed[0][1]))
+        needed += [("iam:PassRole", body[key]) for key in ("RoleArn", "ExecutionRoleArn") if key in body]
+        return needed
+    if call.service == "sagemaker-runtime":
+        name = call.path.split("/")[2]
+        return [("sagemaker:InvokeEndpoint", f"{sagemaker_arn}:endpoint/{name.lower()}")]
+    if call.service == "s3":
+        if call.operation == "ListBuckets":
+            return [("s3:ListAllMyBuckets", "*")]
+        bucket, _, key = call.path.lstrip("/").partition("/")
+        action = {
+            "CreateBucket": "s3:CreateBucket",
+            "HeadBucket": "s3:ListBucket",
+            "ListObjectsV2": "s3:ListBucket",
+            "GetBucketLocation": "s3:GetBucketLocation",
+            "PutObject": "s3:PutObject",
+            "GetObject": "s3:GetObject",
+            "HeadObject": "s3:GetObject",
+        }[call.operation]
+        return [(action, f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else ""))]
+    if call.service == "logs":
+        group = call.json()["logGroupName"]
+        return [(f"logs:{call.operation}", f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}:*")]
+    if call.service == "sts" and call.operation == "GetCallerIdentity":
+        return []  # allowed to everyone
+    raise AssertionError(f"the test does not know which permission {call.service} {call.operation} needs")
+
+
+def allowed(policy: dict[str, Any], action: str, resource: str) -> bool:
+    def listed(value: str | list[str]) -> list[str]:
+        return [value] if isinstance(value, str) else value
+
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatchcase(action, pattern) for pattern in listed(statement["Action"]))
+        and any(fnmatchcase(resource, pattern) for pattern in listed(statement["Resource"]))
+        for statement in policy["Statement"]
+    )
+
+
+def test_iam_policy_allows_every_call(run):
+    policy = json.loads((run.project / "iam-policy.json").read_text())
+    missing = {
+        pair
+        for call in run.calls
+        for pair in required_permissions(call, run.answers["aws_region"])
+        if not allowed(policy, *pair)
+    }
+    assert not missing, f"iam-policy.json does not allow: {sorted(missing)}"
