@@ -63,11 +63,11 @@ def _install() -> None:
 
     botocore.session.Session.__init__ = init_with_emulator_hooks
 
-    # The SDK sleeps 30 s before its first look at a new endpoint; moto's is in service at once.
-    from sagemaker.core.helper import session_helper
+    # The SDK polls jobs and endpoints with sleeps of 5 to 30 s; moto finishes everything at once.
+    import time
 
-    session_helper.EP_LOGGER_POLL = 0.2
-    session_helper.DEFAULT_EP_POLL = 0.2
+    original_sleep = time.sleep
+    time.sleep = lambda seconds: original_sleep(min(seconds, 0.1))
 
 
 _install()
