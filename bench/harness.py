@@ -11,6 +11,7 @@ import http.client
 import importlib.util
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -267,9 +268,13 @@ def in_process(project: Project, *args: str) -> dict:
     return json.loads(finished.stdout.splitlines()[-1])
 
 
-def timed(command: list[str], environ: dict[str, str]) -> float:
+def timed(command: list[str], environ: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one run of `command`, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     finished = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=600, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if finished.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stdout}\n{finished.stderr}")
-    return time.perf_counter() - started
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
