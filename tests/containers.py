@@ -16,7 +16,7 @@ import subprocess
 import tarfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +96,12 @@ class Engine(ABC):
     def remove_image(self, image: str) -> None: ...
 
     @abstractmethod
-    def remove_leftovers(self, prefix: str) -> None:
-        """Containers and images named prefix* that an interrupted run left behind."""
+    def release(self, image: str) -> None:
+        """Drop whatever the engine keeps around to run image (the image itself stays)."""
+
+    @abstractmethod
+    def remove_leftovers(self, stale: Callable[[str], bool]) -> None:
+        """Containers of, and images whose name stale() accepts: what interrupted runs left behind."""
 
     @abstractmethod
     def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
@@ -170,13 +174,16 @@ class Docker(Engine):
     def remove_image(self, image: str) -> None:
         subprocess.run(["docker", "image", "rm", "--force", image], capture_output=True, check=False)
 
-    def remove_leftovers(self, prefix: str) -> None:
+    def release(self, image: str) -> None:
+        pass  # every docker run gets a fresh container, removed with it
+
+    def remove_leftovers(self, stale: Callable[[str], bool]) -> None:
         listing = _check(["docker", "ps", "--all", "--format", "{{.ID}} {{.Image}}"]).stdout.split("\n")
         for handle, image in (line.split(" ", 1) for line in listing if line):
-            if image.startswith(prefix):
+            if stale(image):
                 subprocess.run(["docker", "rm", "--force", handle], capture_output=True, check=False)
         for image in _check(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split():
-            if image.startswith(prefix):
+            if stale(image):
                 self.remove_image(image)
 
     def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
@@ -249,10 +256,18 @@ class _BuildahContainer(Container):
 
 
 class Buildah(Engine):
-    """Buildah as root with vfs storage and chroot isolation: no daemon, no user namespaces needed."""
+    """Buildah as root with vfs storage and chroot isolation: no daemon, no user namespaces needed.
+
+    vfs copies the whole image for each new container (minutes for a 5 GB image), so the runs of one
+    image share a working container. Each run's changes are still diffed on their own, so a stray
+    write is caught by the run that made it.
+    """
 
     name = "buildah"
     base = ("buildah", "--storage-driver", "vfs")
+
+    def __init__(self) -> None:
+        self.working: dict[str, tuple[str, Path]] = {}  # image -> (container, its mounted root)
 
     @staticmethod
     def available() -> bool:
@@ -284,16 +299,21 @@ class Buildah(Engine):
             size=sum(int(layer["size"]) for layer in layers),
         )
 
+    def release(self, image: str) -> None:
+        if image in self.working:
+            subprocess.run([*self.base, "rm", self.working.pop(image)[0]], capture_output=True, check=False)
+
     def remove_image(self, image: str) -> None:
+        self.release(image)
         subprocess.run([*self.base, "rmi", "--force", image], capture_output=True, check=False)
 
-    def remove_leftovers(self, prefix: str) -> None:
+    def remove_leftovers(self, stale: Callable[[str], bool]) -> None:
         for container in json.loads(_check([*self.base, "containers", "--all", "--json"]).stdout) or []:
-            if container["imagename"].startswith(prefix):
+            if stale(container["imagename"]):
                 subprocess.run([*self.base, "rm", container["id"]], capture_output=True, check=False)
         for image in json.loads(_check([*self.base, "images", "--json"]).stdout) or []:
             for name in image.get("names") or []:
-                if name.startswith(prefix):
+                if stale(name):
                     self.remove_image(name)
 
     def import_rootfs(self, tarball: Path, tag: str, env: Mapping[str, str], labels: Mapping[str, str]) -> None:
@@ -311,8 +331,10 @@ class Buildah(Engine):
 
     def create(self, image: str, args: Sequence[str], options: RunOptions) -> Container:
         entrypoint = self.inspect(image).entrypoint if options.entrypoint is None else list(options.entrypoint)
-        handle = _check([*self.base, "from", "--pull=never", image]).stdout.strip()
-        root = Path(_check([*self.base, "mount", handle]).stdout.strip())
+        if image not in self.working:
+            handle = _check([*self.base, "from", "--pull=never", image]).stdout.strip()
+            self.working[image] = (handle, Path(_check([*self.base, "mount", handle]).stdout.strip()))
+        handle, root = self.working[image]
         # Chroot isolation only shares the host's network; a fresh network namespace takes it away.
         offline = [] if options.network else ["unshare", "--net", "--"]
         command = [*offline, *self.base, "run", "--isolation", "chroot", "--network", "host"]
@@ -352,10 +374,10 @@ class Buildah(Engine):
         return changed - BUILDAH_RUNTIME_FILES
 
     def remove(self, container: Container) -> None:
+        """Ends the run; the working container stays for the image's next run (see remove_image)."""
         if container.process is not None and container.process.poll() is None:
             os.killpg(container.process.pid, signal.SIGKILL)
             container.process.wait()
-        subprocess.run([*self.base, "rm", container.handle], capture_output=True, check=False)
 
 
 def _is_dir(entry: tuple[int, int, int]) -> bool:
