@@ -366,6 +366,7 @@ def prepare(combination: Combination, project: Path, reference: Reference) -> Ru
 
 
 def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
+    output = workdir / "launch.out.ipynb"
     moto = MotoServer(workdir)
     try:
         moto.post_json(
@@ -378,7 +379,6 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
                 ],
             },
         )
-        output = workdir / "launch.out.ipynb"
         parameters = {
             "role_arn": ROLE_ARN,
             "bucket": BUCKET,
@@ -452,13 +452,13 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
     items = [item for item in request.session.items if item.module is sys.modules[__name__]]
     wanted = {item.callspec.params["run"].id for item in items if "run" in item.fixturenames}
     wanted_failure = any(item.originalname == "test_clean_up_runs_when_a_request_fails" for item in items)
+    failing = next((c for c in SUPPORTED if c.scope == "train+serve"), None) if wanted_failure else None
     projects = {}
     for combination in SUPPORTED:
-        if combination.id not in wanted and not (wanted_failure and combination.scope == "train+serve"):
-            continue
-        result = bake_once(**combination.answers())
-        assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
-        projects[combination.id] = (combination, result.project_path)
+        if combination.id in wanted or combination == failing:
+            result = bake_once(**combination.answers())
+            assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+            projects[combination.id] = (combination, result.project_path)
 
     pool = ThreadPoolExecutor(max_workers=PARALLEL_RUNS)
     # Submitted before the runs that wait for them, so the pool never waits on work it has not started.
@@ -473,9 +473,8 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
         return execute(run, tmp_path_factory.mktemp(f"notebook-{key}"), fail)
 
     futures = {key: pool.submit(one, key, *value) for key, value in projects.items() if key in wanted}
-    serving = [value for value in projects.values() if value[0].scope == "train+serve"]
-    if wanted_failure and serving:
-        futures["failed-request"] = pool.submit(one, "failed-request", *serving[0], "InvokeEndpoint")
+    if failing:
+        futures["failed-request"] = pool.submit(one, "failed-request", *projects[failing.id], "InvokeEndpoint")
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -591,8 +590,7 @@ def test_everything_deployed_is_deleted(run):
 
 
 def test_clean_up_runs_when_a_request_fails(runs):
-    if "failed-request" not in runs:
-        pytest.skip("no supported combination serves")
+    assert "failed-request" in runs, "no supported combination serves"
     run = runs["failed-request"].result()
     assert run.returncode != 0, "the injected failure did not fail the notebook"
     assert "failure injected by the notebook test" in run.log
