@@ -220,8 +220,14 @@ class Docker(Engine):
         return int(status)
 
     def changes(self, container: Container) -> set[str]:
-        lines = _check(["docker", "diff", container.handle]).stdout.splitlines()
-        return {line.split(" ", 1)[1] for line in lines if line.strip()}
+        entries = [line.split(" ", 1) for line in _check(["docker", "diff", container.handle]).stdout.splitlines()]
+        paths = {path for _, path in entries}
+        # A folder is listed as changed (C) when an entry inside it is; like buildah's diff, count the entry.
+        return {
+            path
+            for kind, path in entries
+            if not (kind == "C" and any(other.startswith(path.rstrip("/") + "/") for other in paths))
+        }
 
     def remove(self, container: Container) -> None:
         subprocess.run(["docker", "rm", "--force", container.handle], capture_output=True, check=False)
