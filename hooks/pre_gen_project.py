@@ -76,6 +76,9 @@ TEMPLATE_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}")
 # Module names a package must not take: it would shadow them for every import in the image.
 RESERVED_PACKAGES = {"sagemaker", "sagemaker_training", "sagemaker_inference", "test", "tests", "src"}
 
+# Longer names would push generated lines past the 120-character line length.
+MAX_SLUG_LENGTH = 40
+MAX_PACKAGE_LENGTH = 30
 MAX_LENGTHS = {"project_name": 80, "description": 300, "author_name": 100, "author_email": 254}
 
 Answers = Mapping[str, str]
@@ -104,9 +107,9 @@ def check_author_email(answers: Answers) -> str | None:
 
 def check_project_slug(answers: Answers) -> str | None:
     slug = answers["project_slug"]
-    if not SLUG_PATTERN.match(slug) or len(slug) > 60:
+    if not SLUG_PATTERN.match(slug) or len(slug) > MAX_SLUG_LENGTH:
         return (
-            f"project_slug {slug!r} is not allowed: use 1-60 lower-case letters, digits and single "
+            f"project_slug {slug!r} is not allowed: use 1-{MAX_SLUG_LENGTH} lower-case letters, digits and single "
             "hyphens, starting with a letter (for example 'iris-classifier')."
         )
     return None
@@ -115,8 +118,8 @@ def check_project_slug(answers: Answers) -> str | None:
 def check_package_name(answers: Answers) -> str | None:
     name = answers["package_name"]
     allowed = "use lower-case letters, digits and underscores, starting with a letter"
-    if not PACKAGE_PATTERN.match(name) or len(name) > 60:
-        return f"package_name {name!r} is not a valid Python package name: {allowed}."
+    if not PACKAGE_PATTERN.match(name) or len(name) > MAX_PACKAGE_LENGTH:
+        return f"package_name {name!r} is not a valid Python package name: {allowed}, at most {MAX_PACKAGE_LENGTH}."
     if keyword.iskeyword(name):
         return f"package_name {name!r} is a Python keyword: choose another name."
     if name in RESERVED_PACKAGES or name in sys.stdlib_module_names:

@@ -5,12 +5,26 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
 import tomllib
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from .conftest import REFUSED, SUPPORTED, Combination, expected_files, project_files, refusal_reason
+from .conftest import (
+    BASE_IMAGES,
+    FRAMEWORKS,
+    REFUSED,
+    SUPPORTED,
+    Combination,
+    expected_files,
+    project_files,
+    refusal_reason,
+    run,
+)
+
+RUFF = Path(sys.executable).with_name("ruff")
 
 LEFTOVER_TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|\bcookiecutter\.(?!json)")
 
@@ -90,7 +104,7 @@ def test_bad_answer_is_refused_with_its_field_and_leaves_nothing(cookies, tmp_pa
 
 
 EDGE_CASE_ANSWERS = {
-    "project_name": "Ïris « classifier » 'v2' \\ \"quoted\" $(rm -rf ~) `id`",
+    "project_name": "Ïris « v2 » 'q' \\ \"x\" $(rm -rf ~) `id`",
     "description": 'It\'s a "model"; with \\backslashes\\, ünïcödé — ✓ & <html>',
     "author_name": 'O\'Brien "Bob" \\ Ørsted',
     "author_email": "o'brien+ml@example.com",
@@ -99,8 +113,8 @@ EDGE_CASE_ANSWERS = {
 
 def test_edge_case_answers_render_valid_files(bake_once):
     result = bake_once(**EDGE_CASE_ANSWERS)
-    project = assert_renders_cleanly(result, {"package_name": "iris_classifier_v2_quoted_rm_rf_id"})
-    assert project.name == "iris-classifier-v2-quoted-rm-rf-id"
+    project = assert_renders_cleanly(result, {"package_name": "iris_v2_q_x_rm_rf_id"})
+    assert project.name == "iris-v2-q-x-rm-rf-id"
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["description"] == EDGE_CASE_ANSWERS["description"]
     assert pyproject["project"]["authors"] == [
@@ -109,3 +123,18 @@ def test_edge_case_answers_render_valid_files(bake_once):
     recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     assert recorded["project_name"] == EDGE_CASE_ANSWERS["project_name"]
     assert EDGE_CASE_ANSWERS["author_name"] in (project / "LICENSE").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [{"framework": framework, "base_image": base_image} for framework in FRAMEWORKS for base_image in BASE_IMAGES],
+    ids=lambda answers: f"{answers['framework']}-{answers['base_image']}",
+)
+def test_longest_and_shortest_names_keep_the_code_formatted(cookies, answers):
+    """Generated lines hold the names: the longest and shortest allowed must still pass ruff."""
+    for slug, package in (("a" * 40, "b" * 30), ("ab", "c")):
+        result = cookies.bake(extra_context={**answers, "project_slug": slug, "package_name": package})
+        assert result.exit_code == 0, result.exception
+        for command in (["check", "."], ["format", "--check", "."]):
+            finished = run([str(RUFF), *command], cwd=result.project_path)
+            assert finished.returncode == 0, f"ruff {command[0]} with {package!r}:\n{finished.stdout}"

@@ -76,5 +76,5 @@ def test_defaults_round_trip_through_strings():
 def test_readme_documents_every_hyperparameter():
     readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
     assert markdown_table(HYPERPARAMETERS) in readme, (
-        "README's table is stale: paste `python -m {{ cookiecutter.package_name }} hyperparameters`"
+        "README's table is stale: paste the output of the package's `hyperparameters` command"
     )

@@ -113,7 +113,7 @@ def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str]) -> Non
         (config_dir / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     _write_csv(base_dir / "input" / "data" / "train" / "train.csv", train)
     _write_csv(base_dir / "input" / "data" / "validation" / "validation.csv", validation)
-    for folder in ("model", "output/data", "checkpoints"):
+    for folder in ("model", "output/data"):
         (base_dir / folder).mkdir(parents=True, exist_ok=True)
     write_sample_requests(base_dir / "sample-requests", validation)
 

@@ -59,6 +59,11 @@ class SageMakerEnvironment:
     def checkpoint_dir(self) -> Path:
         return self._path("SM_CHECKPOINT_DIR", "checkpoints")
 
+    @property
+    def checkpoint_dir_if_enabled(self) -> Path | None:
+        """The checkpoint folder when the job has one: SageMaker creates it only for jobs given a CheckpointConfig."""
+        return self.checkpoint_dir if self.checkpoint_dir.is_dir() else None
+
     def channel_dir(self, channel: str) -> Path:
         return self._path(f"SM_CHANNEL_{channel.upper()}", "input", "data", channel)
 

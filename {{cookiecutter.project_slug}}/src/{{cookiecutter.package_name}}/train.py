@@ -44,7 +44,11 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
         "training on %d rows, %d features, hyperparameters %s", len(train_set.labels), train_set.num_features, params
     )
     model = Model.fit(
-        train_set.features, train_set.labels, params, num_gpus=env.num_gpus, checkpoint_dir=env.checkpoint_dir
+        train_set.features,
+        train_set.labels,
+        params,
+        num_gpus=env.num_gpus,
+        checkpoint_dir=env.checkpoint_dir_if_enabled,
     )
 
     metrics = {"train:accuracy": accuracy(model, train_set)}

@@ -320,7 +320,8 @@ def test_missing_model_is_unhealthy_with_a_reason(tmp_path):
     finally:
         code, log = running.stop()
     assert code == 0
-    assert log.count("cannot load the model") == 2, "logged once per worker, not once per ping"
+    # Once per worker that booted before the stop (both, unless the stop came first), never once per ping.
+    assert 1 <= log.count("cannot load the model") <= 2, log
     assert "Traceback" not in log
 
 

@@ -11,7 +11,7 @@ from {{ cookiecutter.package_name }}.model import MODEL_VERSION
 
 from .support import PACKAGE, child_environment, make_tree, run_cli
 
-EPOCHS = 120
+EPOCHS = 30
 
 
 def stop_after_first_backup(tree):
@@ -28,12 +28,15 @@ def stop_after_first_backup(tree):
 
 def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
     tree = make_tree(tmp_path / "ml")
-    (tree / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": str(EPOCHS)}))
+    (tree / "checkpoints").mkdir()  # what SageMaker does for a job with a CheckpointConfig
+    hyperparameters = tree / "input" / "config" / "hyperparameters.json"
+    hyperparameters.write_text(json.dumps({"epochs": "10000"}))  # far more than it gets to run before the stop
     assert stop_after_first_backup(tree) == 1
     assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
     assert any((tree / "checkpoints" / "keras").rglob("*.weights.h5"))
     assert not (tree / "model" / MODEL_VERSION).exists()
 
+    hyperparameters.write_text(json.dumps({"epochs": str(EPOCHS)}))  # the next job asks for fewer in all
     resumed = run_cli("train", base_dir=tree)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     first_epoch = int(re.search(r"Epoch (\d+)/", resumed.stdout).group(1))

@@ -240,6 +240,7 @@ def serve(env: SageMakerEnvironment | None = None) -> None:
         "timeout": settings.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "keepalive": KEEPALIVE_SECONDS,
+        "control_socket_disable": True,  # gunicorn 27 would write ~/.gunicorn/: nothing outside /opt/ml and /tmp
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",

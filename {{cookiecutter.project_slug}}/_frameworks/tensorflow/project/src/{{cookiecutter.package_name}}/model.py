@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ def build_network(features: np.ndarray, num_classes: int, hidden_units: int) -> 
     )
 
 
+class StopSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, with each backup written whole before a SIGTERM is acted on.
+
+    StopTrainingJob sends SIGTERM, and the training job's handler raises on it; raised in the
+    middle of a save, it would leave a backup that the next job cannot load.
+    """
+
+    def _save_model(self) -> None:
+        received: list[int] = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+        try:
+            super()._save_model()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
+
+
 class Model:
     def __init__(self, forward: Callable[[tf.Tensor], Any], num_features: int, owner: Any) -> None:
         self._forward = forward  # class probabilities for a batch of rows
@@ -70,9 +89,9 @@ class Model:
             optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
             loss="sparse_categorical_crossentropy",
         )
-        # BackupAndRestore saves after every epoch, resumes a stopped job from its last epoch,
-        # and deletes its backup once training completes.
-        callbacks = [] if checkpoint_dir is None else [keras.callbacks.BackupAndRestore(str(checkpoint_dir / "keras"))]
+        # Backs up after every epoch, resumes a stopped job from its last epoch, and deletes the
+        # backup once training completes.
+        callbacks = [] if checkpoint_dir is None else [StopSafeBackupAndRestore(str(checkpoint_dir / "keras"))]
         network.fit(
             features.astype("float32"),
             labels,
