@@ -546,7 +546,17 @@ def test_model_endpoint_and_invocations(run):
         return
     artifact = run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
     model = run.only("CreateModel")
-    assert model["PrimaryContainer"]["Image"] == run.image_uri
+    if run.answers["base_image"] == "extend-prebuilt":
+        # AWS's prebuilt inference image for the region serves, with the handlers from the artifact's code/.
+        prebuilt = json.loads((run.project / "prebuilt-images.json").read_text())
+        region = run.answers["aws_region"]
+        account = prebuilt["inference_accounts"][region]
+        expected_image = f"{account}.dkr.ecr.{region}.amazonaws.com/{prebuilt['inference_image']}"
+        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    else:
+        expected_image = run.image_uri
+    assert model["PrimaryContainer"]["Image"] == expected_image
     assert model["PrimaryContainer"]["ModelDataUrl"] == artifact
     assert model["ExecutionRoleArn"] == ROLE_ARN
     config = run.only("CreateEndpointConfig")
