@@ -46,6 +46,12 @@ def test_non_numeric_cell_names_the_file(tmp_path):
         read_channel("train", tmp_path)
 
 
+def test_unreadable_file_names_the_file(tmp_path):
+    (tmp_path / "image.csv").write_bytes(bytes(range(256)))  # binary, not text
+    with pytest.raises(DataError, match=r"image\.csv is not numeric CSV"):
+        read_channel("train", tmp_path)
+
+
 def test_files_with_different_widths(tmp_path):
     write(tmp_path / "a.csv", "0,1,2\n")
     write(tmp_path / "b.csv", "0,1,2,3\n")
