@@ -139,3 +139,14 @@ def test_post_gen_removes_ci_files_when_none_chosen(tmp_path):
     shutil.copytree(TEMPLATE_DIR / "{{cookiecutter.project_slug}}", project)
     post_gen.main(project, answers(ci="none"))
     assert not (project / ".github").exists()
+
+
+def test_combination_folders_apply_when_every_condition_holds_most_specific_last(tmp_path):
+    for name in ("base_image=extend-prebuilt,framework=tensorflow", "base_image=extend-prebuilt", "framework=pytorch"):
+        (tmp_path / name).mkdir()
+    chosen = post_gen.matching_combinations(tmp_path, answers(framework="tensorflow", base_image="extend-prebuilt"))
+    assert [path.name for path in chosen] == [
+        "base_image=extend-prebuilt",
+        "base_image=extend-prebuilt,framework=tensorflow",
+    ]
+    assert post_gen.matching_combinations(tmp_path, answers()) == []
