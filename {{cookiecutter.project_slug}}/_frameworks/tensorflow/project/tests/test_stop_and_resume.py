@@ -17,13 +17,17 @@ EPOCHS = 30
 def stop_after_first_backup(tree):
     backup = tree / "checkpoints" / "keras"
     child = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE, "train"], env=child_environment(tree), stdout=subprocess.PIPE, text=True
+        # Its output goes nowhere: an unread pipe fills up and blocks the job it is meant to watch.
+        [sys.executable, "-m", PACKAGE, "train"],
+        env=child_environment(tree),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not any(backup.rglob("*.weights.h5")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
-    return child.wait(timeout=60)
+    return child.wait(timeout=120)
 
 
 def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
