@@ -92,6 +92,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/support.py",
+        "tests/cluster.py",
         "tests/test_cli.py",
         "tests/test_data.py",
         "tests/test_environment.py",

@@ -15,10 +15,62 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BASE_DIR = "/opt/ml"
+# Port the hosts of a multi-host job meet on (host N listens on port + N); override with DISTRIBUTED_PORT.
+DEFAULT_DISTRIBUTED_PORT = 29500
+# How long a host waits for its peers (start-up, then each collective operation) before failing the
+# job; override with DISTRIBUTED_TIMEOUT_SECONDS. Hosts of one job can start minutes apart.
+DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS = 600.0
+FULLY_REPLICATED = "FullyReplicated"
 
 
 class ContractError(Exception):
     """The job's configuration files are missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The hosts of one training job, from resourceconfig.json. One host is a cluster of one."""
+
+    hosts: tuple[str, ...]
+    current_host: str
+    network_interface: str = "eth0"
+    port: int = DEFAULT_DISTRIBUTED_PORT
+    timeout_seconds: float = DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not self.hosts or len(set(self.hosts)) != len(self.hosts):
+            raise ContractError(f"resourceconfig.json must list distinct hosts, not {list(self.hosts)}")
+        if self.current_host not in self.hosts:
+            raise ContractError(f"current host {self.current_host!r} is not among the hosts {list(self.hosts)}")
+
+    @classmethod
+    def single_host(cls) -> Cluster:
+        return cls(("algo-1",), "algo-1")
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def rank(self) -> int:
+        """This host's place in the sorted host list, the same on every host; the master is rank 0."""
+        return self.hosts.index(self.current_host)
+
+    @property
+    def master(self) -> str:
+        return self.hosts[0]
+
+    @property
+    def is_master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(host for host in self.hosts if host != self.current_host)
+
+    def address(self, rank: int) -> tuple[str, int]:
+        """Where host `rank` listens. Distinct ports let several hosts share one machine (as in the tests)."""
+        return self.hosts[rank], self.port + rank
 
 
 @dataclass(frozen=True)
@@ -101,6 +153,25 @@ class SageMakerEnvironment:
     def resource_config(self) -> dict[str, Any]:
         default = {"current_host": "algo-1", "hosts": ["algo-1"]}
         return self._read_config("resourceconfig.json", default)
+
+    def cluster(self) -> Cluster:
+        config = self.resource_config()
+        try:
+            hosts = tuple(sorted(str(host) for host in config["hosts"]))
+            current_host = str(config["current_host"])
+        except (KeyError, TypeError) as error:
+            raise ContractError(f"resourceconfig.json needs 'hosts' and 'current_host': {error}") from error
+        try:
+            port = int(self.variables.get("DISTRIBUTED_PORT", DEFAULT_DISTRIBUTED_PORT))
+            timeout = float(self.variables.get("DISTRIBUTED_TIMEOUT_SECONDS", DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS))
+        except ValueError as error:
+            raise ContractError(f"DISTRIBUTED_PORT / DISTRIBUTED_TIMEOUT_SECONDS must be numbers: {error}") from error
+        interface = str(config.get("network_interface_name", "eth0"))
+        return Cluster(hosts, current_host, interface, port, timeout)
+
+    def distribution(self, channel: str) -> str:
+        """S3DistributionType of a channel: FullyReplicated (every host gets all files) or ShardedByS3Key."""
+        return str(self.input_data_config().get(channel, {}).get("S3DistributionType", FULLY_REPLICATED))
 
     @property
     def num_gpus(self) -> int:

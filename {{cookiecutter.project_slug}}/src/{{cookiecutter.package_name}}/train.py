@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import data, hyperparameters
-from .environment import SageMakerEnvironment
+from .environment import FULLY_REPLICATED, SageMakerEnvironment
 from .model import HYPERPARAMETERS, Model
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,18 @@ def accuracy(model: Model, dataset: data.Dataset) -> float:
 def run(env: SageMakerEnvironment) -> dict[str, float]:
     """Train once; returns the metrics it printed."""
     params = hyperparameters.parse(HYPERPARAMETERS, env.hyperparameters())
+    cluster = env.cluster()
     channels = env.channels()
     if "train" not in channels:
         raise data.DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
     train_set = data.read_channel("train", env.channel_dir("train"))
     logger.info(
-        "training on %d rows, %d features, hyperparameters %s", len(train_set.labels), train_set.num_features, params
+        "training on %d rows, %d features, hyperparameters %s, host %s of %s",
+        len(train_set.labels),
+        train_set.num_features,
+        params,
+        cluster.current_host,
+        ", ".join(cluster.hosts),
     )
     model = Model.fit(
         train_set.features,
@@ -49,7 +55,13 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
         params,
         num_gpus=env.num_gpus,
         checkpoint_dir=env.checkpoint_dir_if_enabled,
+        cluster=cluster,
+        sharded=env.distribution("train") != FULLY_REPLICATED,
     )
+    if not cluster.is_master:
+        # Every host holds the same trained weights; the master alone reports and writes them.
+        logger.info("training finished on %s; the master %s writes the model", cluster.current_host, cluster.master)
+        return {}
 
     metrics = {"train:accuracy": accuracy(model, train_set)}
     if "validation" in channels:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .environment import Cluster
 from .hyperparameters import Hyperparameter
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Model:
         *,
         num_gpus: int = 0,
         checkpoint_dir: Path | None = None,
+        cluster: Cluster | None = None,
+        sharded: bool = False,
     ) -> Model:
         device = choose_device(num_gpus)
         torch.manual_seed(params["seed"])

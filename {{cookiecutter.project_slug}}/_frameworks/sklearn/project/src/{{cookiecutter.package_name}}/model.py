@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
+from .environment import Cluster
 from .hyperparameters import Hyperparameter
 
 ARTIFACT_NAME = "model.joblib"
@@ -24,6 +25,10 @@ HYPERPARAMETERS = (
     Hyperparameter("criterion", str, "gini", "How a split is scored.", choices=("gini", "entropy", "log_loss")),
     Hyperparameter("random_state", int, 0, "Seed, for repeatable trees.", minimum=0),
 )
+
+
+class MultipleHostsUnsupported(ValueError):
+    """The job asked for more than one instance."""
 
 
 class Model:
@@ -39,8 +44,16 @@ class Model:
         *,
         num_gpus: int = 0,
         checkpoint_dir: Path | None = None,
+        cluster: Cluster | None = None,
+        sharded: bool = False,
     ) -> Model:
         # A tree trains in one short call: it uses no GPU and has nothing worth checkpointing.
+        if cluster is not None and cluster.size > 1:
+            # scikit-learn has no cross-host training: N hosts would each fit their own copy.
+            raise MultipleHostsUnsupported(
+                f"scikit-learn trains on one host, but this job has {cluster.size} ({', '.join(cluster.hosts)}); "
+                "run it with instance_count=1 and, for more data, a larger instance type"
+            )
         estimator = DecisionTreeClassifier(
             max_depth=params["max_depth"] or None,
             min_samples_leaf=params["min_samples_leaf"],

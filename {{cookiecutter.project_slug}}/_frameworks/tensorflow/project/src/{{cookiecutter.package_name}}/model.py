@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .environment import Cluster
 from .hyperparameters import Hyperparameter
 
 MODEL_VERSION = "1"
@@ -81,6 +82,8 @@ class Model:
         *,
         num_gpus: int = 0,
         checkpoint_dir: Path | None = None,
+        cluster: Cluster | None = None,
+        sharded: bool = False,
     ) -> Model:
         # TensorFlow places work on a visible GPU by itself; num_gpus needs no handling here.
         keras.utils.set_random_seed(params["seed"])
