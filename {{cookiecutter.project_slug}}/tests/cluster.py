@@ -69,18 +69,20 @@ def _is_free(port: int) -> bool:
 
 
 def start_hosts(trees: list[Path], port: int, **variables: str) -> list[subprocess.Popen[bytes]]:
-    """`python -m <package> train` in every tree at once, each logging to output/train.log in its tree."""
+    """`python -m <package> train` in every tree at once, each logging to output/train.log in its tree.
+
+    `variables` set or override environment variables of every host.
+    """
     processes = []
     for tree in trees:
         log = (tree / "output").joinpath("train.log")
         log.parent.mkdir(parents=True, exist_ok=True)
-        environ = child_environment(
-            tree,
-            DISTRIBUTED_PORT=str(port),
-            DISTRIBUTED_TIMEOUT_SECONDS=str(TEST_TIMEOUT_SECONDS),
-            OMP_NUM_THREADS="1",  # two hosts share this machine's cores
-            **variables,
-        )
+        settings = {
+            "DISTRIBUTED_PORT": str(port),
+            "DISTRIBUTED_TIMEOUT_SECONDS": str(TEST_TIMEOUT_SECONDS),
+            "OMP_NUM_THREADS": "1",  # the hosts share this machine's cores
+        }
+        environ = child_environment(tree, **{**settings, **variables})
         with log.open("wb") as output:
             processes.append(
                 subprocess.Popen([sys.executable, "-m", PACKAGE, "train"], env=environ, stdout=output, stderr=output)
