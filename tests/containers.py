@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,16 @@ class RunOptions:
     port: int | None = None  # published on 127.0.0.1 under the same number
     network: bool = True  # False: no network at all, like a training job with network isolation
     entrypoint: Sequence[str] | None = None  # None: the image's own
+    # Mount only these folders of `mount` under /opt/ml, as SageMaker training does (input, model,
+    # output), so what the image keeps in /opt/ml (code/, in extend-prebuilt images) stays visible.
+    subfolders: Sequence[str] = ()
+    # The container's host name, resolving to the loopback address, as the job's host names resolve on SageMaker.
+    hostname: str | None = None
+
+    def volumes(self) -> list[tuple[Path, str]]:
+        if not self.subfolders:
+            return [(self.mount, ML_DIR)]
+        return [(self.mount / folder, f"{ML_DIR}/{folder}") for folder in self.subfolders]
 
 
 @dataclass
@@ -193,7 +204,10 @@ class Docker(Engine):
         _check(command)
 
     def create(self, image: str, args: Sequence[str], options: RunOptions) -> Container:
-        command = ["docker", "create", "--volume", f"{options.mount}:{ML_DIR}"]
+        command = ["docker", "create"]
+        command += [arg for source, target in options.volumes() for arg in ("--volume", f"{source}:{target}")]
+        if options.hostname is not None:
+            command += ["--hostname", options.hostname, "--add-host", f"{options.hostname}:127.0.0.1"]
         command += [arg for name, value in options.env.items() for arg in ("--env", f"{name}={value}")]
         if options.port is not None:
             command += ["--publish", f"127.0.0.1:{options.port}:{options.port}"]
@@ -259,6 +273,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
 class _BuildahContainer(Container):
     before: dict[str, tuple[int, int, int]] = field(default_factory=dict, repr=False)
     root: Path | None = None
+    scratch: Path | None = None  # host-side files the run mounts (its hosts file)
 
 
 class Buildah(Engine):
@@ -344,11 +359,17 @@ class Buildah(Engine):
         # Chroot isolation only shares the host's network; a fresh network namespace takes it away.
         offline = [] if options.network else ["unshare", "--net", "--"]
         command = [*offline, *self.base, "run", "--isolation", "chroot", "--network", "host"]
-        command += ["--volume", f"{options.mount}:{ML_DIR}"]
+        command += [arg for source, target in options.volumes() for arg in ("--volume", f"{source}:{target}")]
+        scratch = None
+        if options.hostname is not None:
+            # buildah run has no --add-host: its own hosts file is replaced by one naming the host.
+            scratch = Path(tempfile.mkdtemp(prefix="byoc-hosts-"))
+            (scratch / "hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.0.1\t{options.hostname}\n")
+            command += ["--hostname", options.hostname, "--no-hosts", "--volume", f"{scratch / 'hosts'}:/etc/hosts:ro"]
         command += [arg for name, value in options.env.items() for arg in ("--env", f"{name}={value}")]
         # `docker run IMAGE ARGS`: the image's entrypoint with ARGS in place of CMD.
         command += [handle, "--", *entrypoint, *args]
-        return _BuildahContainer(self, handle, command, before=_snapshot(root), root=root)
+        return _BuildahContainer(self, handle, command, before=_snapshot(root), root=root, scratch=scratch)
 
     def start(self, container: Container) -> None:
         container.process = subprocess.Popen(
@@ -384,6 +405,8 @@ class Buildah(Engine):
         if container.process is not None and container.process.poll() is None:
             os.killpg(container.process.pid, signal.SIGKILL)
             container.process.wait()
+        if isinstance(container, _BuildahContainer) and container.scratch is not None:
+            shutil.rmtree(container.scratch, ignore_errors=True)
 
 
 def _is_dir(entry: tuple[int, int, int]) -> bool:

@@ -11,6 +11,7 @@ STEPS = {
     "test_train_writes_the_model": "train",
     "test_train_with_a_broken_hyperparameter_fails_clearly": "failing train",
     "test_serve_answers_and_stops_on_sigterm": "serve",
+    "test_artifact_handlers_answer_in_the_image": "handlers",
     "test_image_runs_as_the_user_sagemaker_runs_it": "user",
     "test_image_holds_no_credentials_or_local_files": "no secrets",
     "test_image_holds_exactly_the_pinned_dependencies": "pins",

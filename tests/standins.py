@@ -5,18 +5,22 @@ tagged with exactly that name (so the rendered Dockerfile builds unchanged) and 
 that it is a stand-in and what it carries. Root file systems are cached between runs under
 BYOC_TEST_CACHE (default ~/.cache/byoc-template), keyed by a hash of everything that goes into them.
 
-To cover a new base (a CUDA image, AWS's prebuilt framework images), add a StandIn to STAND_INS.
+Two kinds: a root file system made from scratch (debootstrap), or an image built FROM another
+stand-in by a Containerfile the tests own (AWS's prebuilt framework images: Python, the framework,
+the real SageMaker toolkits). To cover a new base, add a StandIn to STAND_INS.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,14 +55,20 @@ class StandIn:
     name: str
     replaces: re.Pattern[str]
     carries: str
-    make_rootfs: Callable[[StandIn, Path], None]
+    make_rootfs: Callable[[StandIn, Path], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
     recipe: tuple[str, ...] = ()  # everything that shapes the root file system, for the cache key
+    # Or: built FROM this (stand-in) image with these Containerfile instructions.
+    parent: str | None = None
+    steps: tuple[str, ...] = ()
 
     def key(self) -> str:
-        digest = hashlib.sha256("\n".join([self.name, *self.recipe]).encode())
+        digest = hashlib.sha256("\n".join([self.name, *self.recipe, *self.steps]).encode())
         if HOST_CA_BUNDLE.exists():
             digest.update(HOST_CA_BUNDLE.read_bytes())
+        parent = stand_in_for(self.parent) if self.parent else None
+        if parent is not None:
+            digest.update(parent.key().encode())
         return digest.hexdigest()[:16]
 
     def labels(self) -> dict[str, str]:
@@ -115,6 +125,60 @@ STAND_INS = [
 ]
 
 
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+
+
+def pinned(name: str) -> str:
+    """`name==version` as tests/requirements.txt pins it: what the project's own tests run against."""
+    for line in (TEMPLATE_DIR / "tests" / "requirements.txt").read_text().splitlines():
+        if re.match(rf"^{re.escape(name)}==", line.strip(), re.I):
+            return line.strip()
+    raise LookupError(f"tests/requirements.txt pins no {name}")
+
+
+# AWS's prebuilt images keep their Python and packages system-wide, with the toolkit's console scripts
+# (`train`) on PATH and no ENTRYPOINT: SageMaker's `docker run IMAGE train` runs the toolkit. Its C
+# extension builds from source here, as in AWS's images, which keep their compilers.
+PREBUILT_STAND_IN_STEPS = (
+    "RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev python3-dev"
+    " && rm -rf /var/lib/apt/lists/*",
+)
+AWS_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+
+
+def prebuilt_stand_in(name: str, image: str, framework: str, packages: tuple[str, ...]) -> StandIn:
+    toolkits = (pinned("sagemaker-training"), pinned("sagemaker-inference"))
+    install = " ".join(f"'{package}'" for package in (*packages, *toolkits))
+    return StandIn(
+        name=name,
+        replaces=re.compile(AWS_REGISTRY + re.escape(image) + "$"),
+        carries=(
+            f"stand-in for AWS's {image}: Python 3.11 from python:3.11.14-slim-bookworm or its stand-in "
+            f"(not AWS's Python), {framework} "
+            f"({', '.join(packages)}), the real SageMaker toolkits ({', '.join(toolkits)}), "
+            "`train` on PATH; no model server, no CUDA"
+        ),
+        parent="python:3.11.14-slim-bookworm",
+        steps=(*PREBUILT_STAND_IN_STEPS, f"RUN pip install --no-cache-dir {install}", 'CMD ["/bin/bash"]'),
+    )
+
+
+STAND_INS += [
+    prebuilt_stand_in(
+        "aws-sklearn-1.9-cpu-stand-in",
+        "sagemaker-scikit-learn:1.9-0-cpu-py3",
+        "scikit-learn",
+        (pinned("numpy"), pinned("scikit-learn")),
+    ),
+    prebuilt_stand_in(
+        "aws-tensorflow-2.21-cpu-training-stand-in",
+        "tensorflow-training:2.21.0-cpu-py312",
+        "TensorFlow",
+        (pinned("tensorflow-cpu"), pinned("numpy"), pinned("scikit-learn")),
+    ),
+]
+
+
 def stand_in_for(image: str) -> StandIn | None:
     return next((stand_in for stand_in in STAND_INS if stand_in.replaces.match(image)), None)
 
@@ -123,9 +187,13 @@ def stand_in_for(image: str) -> StandIn | None:
 class Base:
     image: str
     stand_in: StandIn | None
+    made_seconds: float = 0.0  # what making the stand-in took in this run (0: it was there already)
 
     def describe(self) -> str:
-        return f"stand-in {self.stand_in.name} for {self.image}" if self.stand_in else self.image
+        if self.stand_in is None:
+            return self.image
+        made = f", made in {self.made_seconds:.0f} s" if self.made_seconds else ""
+        return f"stand-in {self.stand_in.name} for {self.image}{made}"
 
 
 class NoBase(Exception):
@@ -145,6 +213,11 @@ def ensure_base(engine: Engine, image: str) -> Base:
         return Base(image, None)
     if stand_in is None:
         raise NoBase(f"{image} cannot be pulled here and no stand-in replaces it (tests/standins.py: STAND_INS)")
+    started = time.monotonic()
+    if stand_in.parent is not None:
+        build_derived(engine, stand_in, image)
+        return Base(image, stand_in, time.monotonic() - started)
+    assert stand_in.make_rootfs is not None, f"{stand_in.name} has neither a root file system nor a parent"
     tarball = cache_dir() / f"{stand_in.name}-{stand_in.key()}.tar"
     with locked(tarball):
         if not tarball.exists():
@@ -153,7 +226,7 @@ def ensure_base(engine: Engine, image: str) -> Base:
             partial.rename(tarball)
         engine.remove_image(image)
         engine.import_rootfs(tarball, qualified(image), stand_in.env, stand_in.labels())
-    return Base(image, stand_in)
+    return Base(image, stand_in, time.monotonic() - started)
 
 
 def qualified(image: str) -> str:
@@ -164,3 +237,22 @@ def qualified(image: str) -> str:
     if "." not in first and ":" not in first and first != "localhost":
         return f"docker.io/{image}"
     return image
+
+
+def build_derived(engine: Engine, stand_in: StandIn, image: str) -> None:
+    """FROM the parent (itself a stand-in where it cannot be pulled), then the stand-in's own steps."""
+    assert stand_in.parent is not None
+    ensure_base(engine, stand_in.parent)
+    context = cache_dir() / f"{stand_in.name}-{stand_in.key()}.context"
+    with locked(context):
+        if engine.exists(image) and engine.inspect(image).labels.get(f"{LABEL}.key") == stand_in.key():
+            return  # another worker built it meanwhile
+        engine.remove_image(image)
+        shutil.rmtree(context, ignore_errors=True)
+        context.mkdir()
+        labels = [f"LABEL {name}={json.dumps(value)}" for name, value in stand_in.labels().items()]
+        (context / "Dockerfile").write_text("\n".join([f"FROM {stand_in.parent}", *stand_in.steps, *labels, ""]))
+        try:
+            engine.build(context, qualified(image), timeout=1800)
+        finally:
+            shutil.rmtree(context, ignore_errors=True)
