@@ -43,7 +43,11 @@ RUN_TIMEOUT = 300
 ACCOUNT = "123456789012"  # moto's default account
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/notebook-test"
 BUCKET = "sagemaker-notebook-test"  # inside the policy's sagemaker-* buckets
-INSTANCE_COUNT = 2
+# Two hosts, each with its own share of the train files, for the frameworks that train across hosts;
+# scikit-learn refuses more than one host (it would train N separate copies).
+SINGLE_HOST_FRAMEWORKS = {"sklearn"}
+MULTI_HOST = {"instance_count": 2, "train_distribution": "ShardedByS3Key"}
+SINGLE_HOST = {"instance_count": 1, "train_distribution": "FullyReplicated"}
 # moto answers invocations with whatever is queued; these stand for the model's answers to five rows.
 CSV_ANSWER = "0\n1\n2\n0\n1\n"
 JSON_ANSWER = {"predictions": [0, 1, 2, 0, 1]}
@@ -335,11 +339,20 @@ def package_source(project: Path) -> str:
     return digest.hexdigest()
 
 
+def launch_settings(framework: str) -> dict[str, object]:
+    return SINGLE_HOST if framework in SINGLE_HOST_FRAMEWORKS else MULTI_HOST
+
+
 def make_reference(project: Path, workdir: Path) -> Reference:
+    """The project's own sample tree and training run, split into the files the notebook uploads."""
     started = time.monotonic()
-    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    package = answers["package_name"]
     tree = workdir / "reference"
-    in_project(project, "-m", package, "sample-data", str(tree))
+    settings = launch_settings(answers["framework"])
+    sharded = settings["train_distribution"] == "ShardedByS3Key"
+    train_files = str(settings["instance_count"]) if sharded else "1"
+    in_project(project, "-m", package, "sample-data", str(tree), "--train-files", train_files)
     training = in_project(project, "-m", package, "train", env={"SAGEMAKER_BASE_DIR": str(tree)})
     schema = json.loads(in_project(project, "-c", SCHEMA_DUMP.format(package=package)).stdout)
     return Reference(tree, training.stdout + training.stderr, schema, time.monotonic() - started)
@@ -383,7 +396,7 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
             "role_arn": ROLE_ARN,
             "bucket": BUCKET,
             "image_uri": run.image_uri,
-            "instance_count": INSTANCE_COUNT,
+            **launch_settings(run.answers["framework"]),
             "hyperparameters": run.overrides,
         }
         started = time.monotonic()
@@ -506,7 +519,8 @@ def test_training_job_request(run):
     job = run.only("CreateTrainingJob")
     assert job["AlgorithmSpecification"]["TrainingImage"] == run.image_uri
     assert job["RoleArn"] == ROLE_ARN
-    assert job["ResourceConfig"]["InstanceCount"] == INSTANCE_COUNT
+    settings = launch_settings(run.answers["framework"])
+    assert job["ResourceConfig"]["InstanceCount"] == settings["instance_count"]
     assert job["ResourceConfig"]["InstanceType"] == run.answers["training_instance_type"]
     assert job["HyperParameters"] == run.expected_hyperparameters
     assert all(isinstance(value, str) for value in job["HyperParameters"].values())
@@ -518,6 +532,10 @@ def test_training_job_request(run):
     for channel in channels.values():
         assert channel["ContentType"] == "text/csv"
         assert channel["DataSource"]["S3DataSource"]["S3Uri"].startswith(f"s3://{BUCKET}/")
+    distributions = {
+        name: channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] for name, channel in channels.items()
+    }
+    assert distributions == {"train": settings["train_distribution"], "validation": "FullyReplicated"}
 
 
 def test_channels_hold_the_sample_data(run):

@@ -12,6 +12,12 @@ def test_sample_data_writes_a_sagemaker_tree(tmp_path, capsys):
     assert "wrote a SageMaker directory tree" in capsys.readouterr().out
 
 
+def test_sample_data_splits_the_train_channel_on_request(tmp_path):
+    assert main(["sample-data", str(tmp_path / "ml"), "--train-files", "2"]) == 0
+    train_dir = tmp_path / "ml" / "input" / "data" / "train"
+    assert sorted(path.name for path in train_dir.iterdir()) == ["train-1-of-2.csv", "train-2-of-2.csv"]
+
+
 def test_hyperparameters_prints_the_table(capsys):
     assert main(["hyperparameters"]) == 0
     assert capsys.readouterr().out.startswith("| Name | Type | Default |")

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.data import DataError, read_channel, sample_dataset
+from {{ cookiecutter.package_name }}.data import DataError, read_channel, sample_dataset, write_sample_tree
 
 
 def write(path, text):
@@ -83,3 +83,14 @@ def test_sample_tree_is_a_complete_sagemaker_tree(sagemaker_tree):
     assert set(validation.labels.tolist()) == set(train.labels.tolist())
     payload = np.loadtxt(sagemaker_tree / "sample-requests" / "payload.csv", delimiter=",", ndmin=2)
     assert payload.shape[1] == train.num_features
+
+
+def test_sample_train_channel_in_one_file_per_host_holds_the_same_rows(tmp_path, sagemaker_tree):
+    write_sample_tree(tmp_path / "split", {}, train_files=3)
+    split_dir = tmp_path / "split" / "input" / "data" / "train"
+    assert sorted(path.name for path in split_dir.iterdir()) == [f"train-{n}-of-3.csv" for n in (1, 2, 3)]
+    whole = read_channel("train", sagemaker_tree / "input" / "data" / "train")
+    parts = read_channel("train", split_dir)
+    assert sorted(map(tuple, parts.features.tolist())) == sorted(map(tuple, whole.features.tolist()))
+    with pytest.raises(ValueError, match="train_files must be at least 1"):
+        write_sample_tree(tmp_path / "none", {}, train_files=0)

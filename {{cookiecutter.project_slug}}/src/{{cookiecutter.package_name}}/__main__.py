@@ -33,7 +33,7 @@ def _sample_data(args: argparse.Namespace) -> int:
     from .hyperparameters import as_strings, defaults
     from .model import HYPERPARAMETERS
 
-    write_sample_tree(args.directory, as_strings(defaults(HYPERPARAMETERS)))
+    write_sample_tree(args.directory, as_strings(defaults(HYPERPARAMETERS)), train_files=args.train_files)
     print(f"wrote a SageMaker directory tree with the sample data set to {args.directory}")
     return 0
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 {%- endif %}
     sample = commands.add_parser("sample-data", help="write the sample data set as a SageMaker directory tree")
     sample.add_argument("directory", type=Path, help="where to write input/config, input/data/<channel>, model, output")
+    sample.add_argument(
+        "--train-files", type=int, default=1, metavar="N", help="split the train channel into N files (one per host)"
+    )
     sample.set_defaults(run=_sample_data)
     commands.add_parser("hyperparameters", help="print the hyperparameter table (Markdown)").set_defaults(
         run=_hyperparameters

@@ -93,8 +93,14 @@ def split(dataset: Dataset, validation_fraction: float, seed: int) -> tuple[Data
     return Dataset(x_train, y_train), Dataset(x_val, y_val)
 
 
-def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str]) -> None:
-    """A SageMaker directory tree (input/config, input/data/<channel>, model, output) at base_dir."""
+def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str], train_files: int = 1) -> None:
+    """A SageMaker directory tree (input/config, input/data/<channel>, model, output) at base_dir.
+
+    `train_files` > 1 writes the train channel as that many files of interleaved rows, so that a job
+    sharding it by S3 key (ShardedByS3Key) gives each host a file of its own.
+    """
+    if train_files < 1:
+        raise ValueError(f"train_files must be at least 1, not {train_files}")
     train, validation = split(sample_dataset(), SAMPLE_VALIDATION_FRACTION, SAMPLE_SEED)
     config_dir = base_dir / "input" / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +117,14 @@ def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str]) -> Non
     }
     for name, content in configs.items():
         (config_dir / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    _write_csv(base_dir / "input" / "data" / "train" / "train.csv", train)
+    train_dir = base_dir / "input" / "data" / "train"
+    if train_files == 1:
+        _write_csv(train_dir / "train.csv", train)
+    else:
+        for part in range(train_files):
+            rows = slice(part, None, train_files)
+            shard = Dataset(train.features[rows], train.labels[rows])
+            _write_csv(train_dir / f"train-{part + 1}-of-{train_files}.csv", shard)
     _write_csv(base_dir / "input" / "data" / "validation" / "validation.csv", validation)
     for folder in ("model", "output/data"):
         (base_dir / folder).mkdir(parents=True, exist_ok=True)
