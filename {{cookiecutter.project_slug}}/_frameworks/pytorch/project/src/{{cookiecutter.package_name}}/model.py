@@ -35,7 +35,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 HYPERPARAMETERS = (
     Hyperparameter("epochs", int, 60, "Passes over the training data.", minimum=1),
-    Hyperparameter("batch_size", int, 16, "Rows per gradient step.", minimum=1),
+    Hyperparameter("batch_size", int, 16, "Rows per gradient step, across all hosts.", minimum=1),
     Hyperparameter("learning_rate", float, 0.01, "Adam's step size.", minimum=0.0),
     Hyperparameter("hidden_units", int, 32, "Width of each of the two hidden layers.", minimum=1),
     Hyperparameter("seed", int, 0, "Seed for initial weights and shuffling, for repeatable runs.", minimum=0),
