@@ -1,7 +1,10 @@
 """What the benchmark runs: rendered projects, trained on their sample data, and servers as processes.
 
-A server is started as a real process on 127.0.0.1 and watched from outside: time from start to
-the first 200 from /ping, peak resident memory of its process tree, exit code after SIGTERM.
+Each project runs in an environment of its own holding what its image holds: the project installed
+with its pinned dependencies and nothing else (the benchmark's own packages, pandas for one, would
+slow every import). A server is started as a real process on 127.0.0.1 and watched from outside:
+time from start to the first 200 from /ping, peak resident memory of its process tree, exit code
+after SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ def frameworks() -> list[str]:
 
 @dataclass(frozen=True)
 class Project:
-    """A rendered project and the SageMaker tree it trains into."""
+    """A rendered project, the SageMaker tree it trains into, and the Python it runs with."""
 
     root: Path
     base_dir: Path
+    python: Path | None = None  # None: this interpreter, with the project's sources on PYTHONPATH
 
     @property
     def answers(self) -> dict[str, str]:
@@ -62,11 +66,18 @@ class Project:
     def model_dir(self) -> Path:
         return self.base_dir / "model"
 
+    @property
+    def interpreter(self) -> str:
+        return str(self.python or sys.executable)
+
     def environ(self, **variables: str) -> dict[str, str]:
-        return dict(os.environ, PYTHONPATH=str(self.root / "src"), SAGEMAKER_BASE_DIR=str(self.base_dir), **variables)
+        environ = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        if self.python is None:
+            environ["PYTHONPATH"] = str(self.root / "src")
+        return dict(environ, SAGEMAKER_BASE_DIR=str(self.base_dir), **variables)
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", self.package, *args]
+        return [self.interpreter, "-m", self.package, *args]
 
     def run(self, *args: str) -> None:
         finished = subprocess.run(
@@ -88,7 +99,20 @@ class Project:
         return np.loadtxt(path, delimiter=",", ndmin=2)[:, 1:]
 
 
-def render(framework: str, output_dir: Path) -> Project:
+def install(project_root: Path, venv_dir: Path) -> Path:
+    """A virtual environment with the project and its pinned dependencies, as its image installs them."""
+    steps = [
+        [sys.executable, "-m", "venv", str(venv_dir)],
+        [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "."],
+    ]
+    for step in steps:
+        finished = subprocess.run(step, cwd=project_root, capture_output=True, text=True, timeout=1800, check=False)
+        if finished.returncode != 0:
+            raise RuntimeError(f"{' '.join(step)} failed:\n{finished.stdout}\n{finished.stderr}")
+    return venv_dir / "bin" / "python"
+
+
+def render(framework: str, output_dir: Path, own_environment: bool = True) -> Project:
     """A from-scratch, train+serve, CPU project for `framework`, trained on its sample data."""
     answers = {**SERVING_ANSWERS, "framework": framework}
     slug = f"bench-{framework}"
@@ -97,7 +121,9 @@ def render(framework: str, output_dir: Path) -> Project:
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"rendering {framework} failed:\n{finished.stdout}\n{finished.stderr}")
-    return Project(output_dir / slug, output_dir / f"{slug}-ml").prepare()
+    root = output_dir / slug
+    python = install(root, output_dir / f"{slug}-venv") if own_environment else None
+    return Project(root, output_dir / f"{slug}-ml", python).prepare()
 
 
 @dataclass(frozen=True)
@@ -256,7 +282,7 @@ def reference_server(project: Project, workers: int, log_dir: Path) -> ServerPro
 def in_process(project: Project, *args: str) -> dict:
     """bench/inprocess.py in the project's environment; its JSON answer."""
     finished = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "inprocess.py"), "--package", project.package, *args],
+        [project.interpreter, str(BENCH_DIR / "inprocess.py"), "--package", project.package, *args],
         env=project.environ(),
         capture_output=True,
         text=True,

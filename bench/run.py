@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="load runs per stack and payload, alternated")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server workers, both stacks")
+    parser.add_argument(
+        "--environment",
+        choices=("own", "shared"),
+        default="own",
+        help="own (default): each project in a fresh venv with only its pinned dependencies, as in its image; "
+        "shared: this interpreter's packages (quicker to set up, slower imports)",
+    )
     parser.add_argument("--cold-starts", type=int, default=5, help="starts timed per stack (0: none)")
     parser.add_argument("--train-runs", type=int, default=3, help="timed runs of train and of the bare model code")
     parser.add_argument("--ceiling-seconds", type=float, default=2.0, help="length of one in-process loop")
@@ -149,7 +156,8 @@ def bench_serving(project: Project, scratch: Path, drive: Drive, args) -> dict:
 
 def bench_training(project: Project, scratch: Path, runs: int) -> dict:
     """`python -m <package> train` against the bare model code, alternated; both start a fresh interpreter."""
-    direct = [sys.executable, str(harness.BENCH_DIR / "inprocess.py"), "--package", project.package, "train-direct"]
+    inprocess = str(harness.BENCH_DIR / "inprocess.py")
+    direct = [project.interpreter, inprocess, "--package", project.package, "train-direct"]
     direct += ["--data", str(project.base_dir / "input" / "data" / "train" / "train.csv")]
     direct += ["--model-dir", str(scratch / f"{project.framework}-direct-model")]
     entrypoint, bare = [], []
@@ -279,9 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="byoc-bench-") as scratch_name:
         scratch = Path(scratch_name)
         if args.project:
-            projects = [Project(path.resolve(), scratch / f"{path.name}-ml").prepare() for path in args.project]
+            projects = []
+            for path in (path.resolve() for path in args.project):
+                own = args.environment == "own"
+                python = harness.install(path, scratch / f"{path.name}-venv") if own else None
+                projects.append(Project(path, scratch / f"{path.name}-ml", python).prepare())
         else:
-            projects = [harness.render(framework, scratch) for framework in args.frameworks]
+            projects = [harness.render(framework, scratch, args.environment == "own") for framework in args.frameworks]
         for project in projects:
             print(f"benchmarking {project.framework} ({project.root.name}) ...", file=sys.stderr, flush=True)
             figures = {"framework": project.framework, "train": bench_training(project, scratch, args.train_runs)}
