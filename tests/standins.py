@@ -80,14 +80,25 @@ DEBIAN_PYTHON_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certific
 TRIMMED = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
 
-def debootstrap_python(stand_in: StandIn, tarball: Path) -> None:
-    """Debian bookworm (minbase) with its Python 3.11, set up the way the official python image is used."""
+def debootstrap_python(
+    stand_in: StandIn,
+    tarball: Path,
+    suite: str = "bookworm",
+    script: str | None = None,
+    options: tuple[str, ...] = (),
+) -> None:
+    """A minbase root file system with the distribution's Python 3, set up the way the official python image is used.
+
+    Debian bookworm by default; `script` names debootstrap's script for another family (Ubuntu), whose
+    own default mirror is then used.
+    """
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed: apt-get install -y debootstrap (needed for stand-in bases)")
     root = tarball.with_suffix(".root")
     shutil.rmtree(root, ignore_errors=True)
-    command = ["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PYTHON_PACKAGES)}", "bookworm"]
-    finished = subprocess.run([*command, str(root)], capture_output=True, text=True, timeout=1200, check=False)
+    command = ["debootstrap", "--variant=minbase", *options, f"--include={','.join(DEBIAN_PYTHON_PACKAGES)}", suite]
+    command += [str(root), *(["", f"/usr/share/debootstrap/scripts/{script}"] if script else [])]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"debootstrap failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
     for folder in TRIMMED:
@@ -106,6 +117,20 @@ def debootstrap_python(stand_in: StandIn, tarball: Path) -> None:
     shutil.rmtree(root)
 
 
+UBUNTU_KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+
+
+def debootstrap_ubuntu_python(stand_in: StandIn, tarball: Path) -> None:
+    """Ubuntu 24.04 (noble, main and universe) with Ubuntu's Python 3.12, through debootstrap's Ubuntu script.
+
+    Debian's apt offers no Ubuntu keyring: without one installed, the packages are fetched unverified
+    (this is a test-only base; its label says so).
+    """
+    options = ["--components=main,universe"]
+    options += [f"--keyring={UBUNTU_KEYRING}"] if UBUNTU_KEYRING.exists() else ["--no-check-gpg"]
+    debootstrap_python(stand_in, tarball, suite="noble", script="gutsy", options=tuple(options))
+
+
 def _without_device_files(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
     """Engines provide /dev, /proc and /sys at run time; their contents do not belong in an image."""
     return None if re.match(r"^\./(dev|proc|sys)/.", member.name) else member
@@ -121,6 +146,19 @@ STAND_INS = [
         make_rootfs=debootstrap_python,
         env={"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **CA_ENV},
         recipe=("debootstrap minbase bookworm v1", *DEBIAN_PYTHON_PACKAGES, *TRIMMED),
+    ),
+    # Python 3.12 from neither Debian bookworm (3.11) nor trixie (3.13): Ubuntu 24.04 carries it.
+    StandIn(
+        name="ubuntu-noble-python3.12",
+        replaces=re.compile(r"^(docker\.io/)?(library/)?python:3\.12(\.\d+)?(-slim)?(-bookworm)?$"),
+        carries=(
+            "Ubuntu 24.04 (noble) minbase with Ubuntu's Python 3.12, pip and venv (not Debian bookworm, not the "
+            "official python image)"
+            + ("" if UBUNTU_KEYRING.exists() else "; packages fetched without signature checks (no Ubuntu keyring)")
+        ),
+        make_rootfs=debootstrap_ubuntu_python,
+        env={"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **CA_ENV},
+        recipe=("debootstrap minbase noble main,universe v1", *DEBIAN_PYTHON_PACKAGES, *TRIMMED),
     ),
 ]
 

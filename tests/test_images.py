@@ -28,6 +28,7 @@ import pytest
 
 from .conftest import DEFAULTS, SUPPORTED, Combination
 from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
+from .image_report import DOES_NOT_APPLY
 from .standins import Base, NoBase, ensure_base
 
 MB = 1_000_000
@@ -388,7 +389,7 @@ def test_artifact_handlers_answer_in_the_image(request, image: BuiltImage, engin
     sagemaker-inference toolkit but not AWS's model server, so the toolkit's Transformer is driven directly.
     """
     if not image.case.extends or not image.serves:
-        pytest.skip(f"image {image.case.id}: no artifact handlers (only extend-prebuilt train+serve has them)")
+        pytest.skip(f"image {image.case.id}: {DOES_NOT_APPLY} (only extend-prebuilt train+serve images have handlers)")
     if image.case.combination.framework != "sklearn":
         pytest.skip(f"image {image.case.id}: its endpoint is TensorFlow Serving, which has no stand-in here")
     assert trained.result.returncode == 0, "the handlers need the model the train test makes"
@@ -502,3 +503,11 @@ def test_change_detection_sees_a_stray_file(engine: Engine, bake_once, tmp_path:
     assert result.returncode == 0, result.stdout
     assert outside == ["/root/stray"]
     assert (tmp_path / "fine").exists()
+
+
+@pytest.mark.parametrize("base_image", ["from-scratch", "extend-prebuilt"])
+def test_project_readme_states_the_size_budget(bake_once, base_image: str):
+    """The rendered README quotes the budget these tests enforce for a scikit-learn image."""
+    case = ImageCase(Combination("sklearn", "train+serve", base_image, "cpu"), DEFAULTS["python_version"][0])
+    readme = " ".join((bake_once(**case.answers()).project_path / "README.md").read_text().split())
+    assert f"adds more than {case.size_budget_mb()} MB" in readme
