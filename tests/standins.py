@@ -217,6 +217,26 @@ STAND_INS += [
 ]
 
 
+# Bases with no stand-in, and why: their images are reported as not built with this reason.
+WITHOUT_STAND_IN = [
+    (
+        re.compile(r"^(docker\.io/)?nvidia/cuda:"),
+        "the GPU Dockerfile copies the official python image's /usr/local (its own CPython build) onto NVIDIA's "
+        "image, and the Python stand-ins keep their distribution's interpreter in /usr, so a CUDA stand-in could "
+        "not prove those steps; the GPU wheels (tensorflow[and-cuda], torch with CUDA) add several GB besides",
+    ),
+    (
+        re.compile(AWS_REGISTRY + r"[a-z-]+:[^:]*-gpu-"),
+        "AWS's GPU training images carry CUDA and a GPU framework build; no stand-in is made for them",
+    ),
+    (
+        re.compile(AWS_REGISTRY + r"pytorch-training:"),
+        "a stand-in would need torch at AWS's version, whose default wheel is the CUDA build (about 5 GB): "
+        "none is made (PyTorch images are left out of CI for time in any case)",
+    ),
+]
+
+
 def stand_in_for(image: str) -> StandIn | None:
     return next((stand_in for stand_in in STAND_INS if stand_in.replaces.match(image)), None)
 
@@ -250,7 +270,11 @@ def ensure_base(engine: Engine, image: str) -> Base:
     elif engine.pull(image):
         return Base(image, None)
     if stand_in is None:
-        raise NoBase(f"{image} cannot be pulled here and no stand-in replaces it (tests/standins.py: STAND_INS)")
+        why = next((reason for pattern, reason in WITHOUT_STAND_IN if pattern.match(image)), "")
+        raise NoBase(
+            f"{image} cannot be pulled here and no stand-in replaces it (tests/standins.py: STAND_INS)"
+            + (f": {why}" if why else "")
+        )
     started = time.monotonic()
     if stand_in.parent is not None:
         build_derived(engine, stand_in, image)
