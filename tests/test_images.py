@@ -155,9 +155,13 @@ def with_decoys(project: Path, context: Path) -> Path:
 @pytest.fixture(scope="module", params=IMAGE_CASES, ids=lambda case: case.id)
 def image(request, bake_once, engine: Engine, tmp_path_factory):
     case: ImageCase = request.param
-    selected = os.environ.get("BYOC_IMAGE_FRAMEWORKS")
-    if selected and case.combination.framework not in selected.split(","):
-        pytest.skip(f"image {case.id} not built: BYOC_IMAGE_FRAMEWORKS={selected} leaves it out")
+    for variable, value in (
+        ("BYOC_IMAGE_FRAMEWORKS", case.combination.framework),
+        ("BYOC_IMAGE_PROCESSORS", case.combination.processor),
+    ):
+        selected = os.environ.get(variable)
+        if selected and value not in selected.split(","):
+            pytest.skip(f"image {case.id} not built: {variable}={selected} leaves it out")
     result = bake_once(**case.answers())
     assert result.exit_code == 0, f"{case.id} did not render: {result.exception}"
     project: Path = result.project_path
@@ -295,10 +299,13 @@ def wait_until_healthy(port: int, process: subprocess.Popen[str], timeout: float
 
 
 def test_serve_answers_and_stops_on_sigterm(request, image: BuiltImage, engine: Engine, trained: TrainRun):
+    if image.case.extends and not image.serves:
+        pytest.skip(f"image {image.case.id}: {DOES_NOT_APPLY} (a train-only extend-prebuilt project has no endpoint)")
     if image.case.extends:
         pytest.skip(
-            f"image {image.case.id}: endpoints run AWS's prebuilt inference image with the artifact's code/, "
-            "not this image (see test_artifact_handlers_answer_in_the_image)"
+            f"image {image.case.id}: not run, endpoints run AWS's prebuilt inference image with the artifact's "
+            "code/, not this image, and AWS's model servers have no stand-in (see "
+            "test_artifact_handlers_answer_in_the_image)"
         )
     if not image.serves:
         # A train-only image has no server: `serve` must be refused, not half-start.
@@ -455,7 +462,10 @@ def test_image_holds_no_credentials_or_local_files(image: BuiltImage, inside: di
 
 def test_image_holds_exactly_the_pinned_dependencies(image: BuiltImage, inside: dict):
     if image.case.extends:
-        pytest.skip(f"image {image.case.id}: its packages are AWS's image's (here a stand-in's), not pyproject.toml's")
+        pytest.skip(
+            f"image {image.case.id}: {DOES_NOT_APPLY} (its packages are AWS's image's, here a stand-in's; "
+            "the Dockerfile installs none)"
+        )
     pyproject = tomllib.loads((image.project / "pyproject.toml").read_text())
     pins = dict(re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", dep).groups() for dep in pyproject["project"]["dependencies"])
     pins = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
