@@ -12,6 +12,8 @@ from {{ cookiecutter.package_name }}.model import ARTIFACT_NAME, Model
 from .cluster import free_ports, host_trees, log_of, sample_rows, set_hyperparameters, start_hosts, wait_all
 from .support import make_tree, run_cli
 
+pytestmark = pytest.mark.multi_host
+
 # Two hosts split each global batch in two, so gradients are summed in another order than on one
 # host: the models agree to float32 rounding, compounded over every step of training.
 SAME_MODEL_TOLERANCE = 1e-4

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from {{ cookiecutter.package_name }}.data import sample_dataset, split
 from {{ cookiecutter.package_name }}.hyperparameters import defaults
@@ -34,6 +35,7 @@ def test_save_and_load_give_the_same_predictions(tmp_path):
     np.testing.assert_array_equal(Model.load(tmp_path / "model").predict(features), model.predict(features))
 
 
+@pytest.mark.multi_host
 def test_more_than_one_host_is_refused_on_every_host(tmp_path):
     trees = host_trees(tmp_path)
     exits = wait_all(start_hosts(trees, free_ports(len(trees))), timeout=120)
