@@ -108,7 +108,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
             files |= {"toolkit/inference.py", "tests/test_toolkit_inference.py"}
     if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
         files.add("tests/test_stop_and_resume.py")
-    if answers.get("framework", "sklearn") == "pytorch":
+    if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
         files.add("tests/test_multi_host.py")
     if answers.get("scope", "train+serve") == "train+serve":
         files |= {f"{src}/inference.py", f"{src}/server.py", "tests/test_inference.py", "tests/test_server.py"}

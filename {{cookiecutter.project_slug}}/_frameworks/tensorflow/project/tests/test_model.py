@@ -60,4 +60,4 @@ def test_a_finished_run_leaves_no_backup(datasets, tmp_path):
     train, _ = datasets
     Model.fit(train.features, train.labels, {**defaults(HYPERPARAMETERS), "epochs": 2}, checkpoint_dir=tmp_path)
     assert tmp_path.is_dir()
-    assert not (tmp_path / "keras").exists()
+    assert not (tmp_path / "training").exists()

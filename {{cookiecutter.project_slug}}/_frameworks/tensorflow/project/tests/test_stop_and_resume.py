@@ -15,7 +15,7 @@ EPOCHS = 30
 
 
 def stop_after_first_backup(tree):
-    backup = tree / "checkpoints" / "keras"
+    backup = tree / "checkpoints" / "training"
     child = subprocess.Popen(
         # Its output goes nowhere: an unread pipe fills up and blocks the job it is meant to watch.
         [sys.executable, "-m", PACKAGE, "train"],
@@ -24,7 +24,7 @@ def stop_after_first_backup(tree):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not any(backup.rglob("*.weights.h5")) and child.poll() is None and time.monotonic() < deadline:
+    while not any(backup.rglob("*.index")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     return child.wait(timeout=120)
@@ -37,7 +37,7 @@ def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
     hyperparameters.write_text(json.dumps({"epochs": "10000"}))  # far more than it gets to run before the stop
     assert stop_after_first_backup(tree) == 1
     assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
-    assert any((tree / "checkpoints" / "keras").rglob("*.weights.h5"))
+    assert any((tree / "checkpoints" / "training").rglob("*.index"))
     assert not (tree / "model" / MODEL_VERSION).exists()
 
     hyperparameters.write_text(json.dumps({"epochs": str(EPOCHS)}))  # the next job asks for fewer in all
@@ -47,4 +47,4 @@ def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
     assert first_epoch > 1, "the second job started from scratch instead of resuming"
     assert f"Epoch {EPOCHS}/{EPOCHS}" in resumed.stdout
     assert (tree / "model" / MODEL_VERSION / "saved_model.pb").exists()
-    assert not (tree / "checkpoints" / "keras").exists()
+    assert not (tree / "checkpoints" / "training").exists()

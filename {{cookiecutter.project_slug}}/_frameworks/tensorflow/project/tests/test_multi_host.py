@@ -1,0 +1,104 @@
+"""Two training hosts on this machine (127.0.0.1 and 127.0.0.2), as SageMaker runs a job with instance_count=2."""
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package_name }}.data import read_channel
+from {{ cookiecutter.package_name }}.environment import Cluster
+from {{ cookiecutter.package_name }}.hyperparameters import defaults
+from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, MODEL_VERSION, Model, tf_config
+
+from .cluster import (
+    TEST_TIMEOUT_SECONDS,
+    free_ports,
+    host_trees,
+    log_of,
+    sample_rows,
+    set_hyperparameters,
+    start_hosts,
+    wait_all,
+)
+
+# Two hosts sum each global batch's gradient in two parts: the models agree to float32 rounding.
+SAME_MODEL_TOLERANCE = 1e-4
+# Epochs enough to still be training when a host is killed.
+FOREVER = 100_000
+
+
+@pytest.fixture
+def cleanup():
+    """Kills whatever host a failing test leaves running."""
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def train_on_two_hosts(base_dir, cleanup, sharded=False, **hyperparameters):
+    trees = host_trees(base_dir, sharded=sharded)
+    for tree in trees:
+        set_hyperparameters(tree, **hyperparameters)
+    processes = start_hosts(trees, free_ports(len(trees)))
+    cleanup.extend(processes)
+    return trees, processes
+
+
+def assert_trained(trees, exits):
+    assert exits == [0, 0], "\n\n".join(log_of(tree)[-3000:] for tree in trees)
+    assert (trees[0] / "model" / MODEL_VERSION / "saved_model.pb").exists()
+    assert not (trees[1] / "model" / MODEL_VERSION).exists(), "only the master writes the model"
+
+
+def wait_for_epoch(tree, epoch, process):
+    deadline = time.monotonic() + TEST_TIMEOUT_SECONDS
+    while f"Epoch {epoch}/" not in log_of(tree) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"Epoch {epoch}/" in log_of(tree), log_of(tree)[-3000:]
+
+
+def test_tf_config_lists_every_host_in_rank_order():
+    cluster = Cluster(("algo-1", "algo-2", "algo-3"), "algo-2", port=7000)
+    assert tf_config(cluster) == {
+        "cluster": {"worker": ["algo-1:7000", "algo-2:7001", "algo-3:7002"]},
+        "task": {"type": "worker", "index": 1},
+    }
+
+
+def test_two_hosts_learn_what_one_host_learns(tmp_path, cleanup):
+    trees, processes = train_on_two_hosts(tmp_path, cleanup)
+    assert_trained(trees, wait_all(processes, timeout=120))
+    assert "the master 127.0.0.1 writes the model" in log_of(trees[1])
+
+    train = read_channel("train", trees[0] / "input" / "data" / "train")
+    one_host = Model.fit(train.features, train.labels, defaults(HYPERPARAMETERS))
+    rows = sample_rows(trees[0])
+    two_hosts = Model.load(trees[0] / "model").probabilities(rows)
+    np.testing.assert_allclose(two_hosts, one_host.probabilities(rows), atol=SAME_MODEL_TOLERANCE)
+
+
+def test_two_hosts_train_on_their_own_shards(tmp_path, cleanup):
+    trees, processes = train_on_two_hosts(tmp_path, cleanup, sharded=True)
+    assert_trained(trees, wait_all(processes, timeout=120))
+    metrics = json.loads((trees[0] / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation:accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("killed", [1, 0], ids=["worker-killed", "master-killed"])
+def test_the_host_left_alone_fails_naming_the_lost_one(tmp_path, cleanup, killed):
+    trees, processes = train_on_two_hosts(tmp_path, cleanup, epochs=FOREVER)
+    survivor = 1 - killed
+    wait_for_epoch(trees[survivor], 2, processes[survivor])
+    processes[killed].send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    assert processes[survivor].wait(timeout=TEST_TIMEOUT_SECONDS) == 1, log_of(trees[survivor])[-3000:]
+    elapsed = time.monotonic() - started
+    reason = (trees[survivor] / "output" / "failure").read_text()
+    assert f"lost contact with host 127.0.0.{killed + 1} during training" in reason
+    assert elapsed < TEST_TIMEOUT_SECONDS / 2, f"noticed the loss only after {elapsed:.0f} s"
+    assert not (trees[survivor] / "model" / MODEL_VERSION).exists()
