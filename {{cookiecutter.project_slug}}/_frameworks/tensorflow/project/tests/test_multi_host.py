@@ -102,3 +102,14 @@ def test_the_host_left_alone_fails_naming_the_lost_one(tmp_path, cleanup, killed
     assert f"lost contact with host 127.0.0.{killed + 1} during training" in reason
     assert elapsed < TEST_TIMEOUT_SECONDS / 2, f"noticed the loss only after {elapsed:.0f} s"
     assert not (trees[survivor] / "model" / MODEL_VERSION).exists()
+
+
+@pytest.mark.parametrize("absent", [1, 0], ids=["worker-absent", "master-absent"])
+def test_a_host_that_never_starts_fails_the_other_after_the_timeout(tmp_path, cleanup, absent):
+    trees = host_trees(tmp_path)
+    present = 1 - absent
+    (process,) = start_hosts([trees[present]], free_ports(len(trees)), DISTRIBUTED_TIMEOUT_SECONDS="10")
+    cleanup.append(process)
+    assert process.wait(timeout=TEST_TIMEOUT_SECONDS) == 1, log_of(trees[present])[-3000:]
+    reason = (trees[present] / "output" / "failure").read_text()
+    assert f"lost contact with host 127.0.0.{absent + 1} while waiting 10 s for every host to start" in reason

@@ -89,13 +89,13 @@ def bound_the_wait_for_hosts(timeout_seconds: float) -> None:
     context.context().coordination_service.cluster_register_with_barrier = True
 
 
-def lost_peer_error(cluster: Cluster, error: tf.errors.OpError) -> LostPeerError:
+def lost_peer_error(cluster: Cluster, error: tf.errors.OpError, when: str) -> LostPeerError:
     """A failure that names the hosts, not TensorFlow's task names, and leaves out the Python stack."""
     reason = error.message.strip().split("\n\n")[-1]
     reason = re.sub(r"/job:worker/(?:replica:0/)?task:(\d+)", lambda task: cluster.hosts[int(task[1])], reason)
     peers = ", ".join(cluster.peers)
     which = f"host {peers}" if len(cluster.peers) == 1 else f"one of the hosts {peers}"
-    return LostPeerError(f"lost contact with {which} during training: {reason}")
+    return LostPeerError(f"lost contact with {which} {when}: {reason}")
 
 
 def from_every_host(strategy: tf.distribute.Strategy, values: np.ndarray) -> np.ndarray:
@@ -336,13 +336,17 @@ class Model:
         keras.utils.set_random_seed(params["seed"])
         try:
             strategy = join_cluster(cluster)
+        except tf.errors.OpError as error:
+            waited = f"while waiting {cluster.timeout_seconds:g} s for every host to start"
+            raise lost_peer_error(cluster, error, waited) from error
+        try:
             network = train_network(
                 strategy, cluster, features.astype("float32"), labels, params, checkpoint_dir, sharded
             )
         except tf.errors.OpError as error:
             if not cluster.peers:
                 raise
-            raise lost_peer_error(cluster, error) from error
+            raise lost_peer_error(cluster, error, "during training") from error
         return cls(network, int(features.shape[1]), network)
 
     @property
