@@ -23,6 +23,8 @@ from .cluster import (
     wait_all,
 )
 
+pytestmark = pytest.mark.multi_host
+
 # Two hosts sum each global batch's gradient in two parts: the models agree to float32 rounding.
 SAME_MODEL_TOLERANCE = 1e-4
 # Epochs enough to still be training when a host is killed.
