@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -356,8 +357,9 @@ class Buildah(Engine):
             handle = _check([*self.base, "from", "--pull=never", image]).stdout.strip()
             self.working[image] = (handle, Path(_check([*self.base, "mount", handle]).stdout.strip()))
         handle, root = self.working[image]
-        # Chroot isolation only shares the host's network; a fresh network namespace takes it away.
-        offline = [] if options.network else ["unshare", "--net", "--"]
+        # Chroot isolation only shares the host's network; a fresh network namespace takes it away,
+        # keeping the loopback interface up, as Docker's `--network none` and SageMaker's isolation do.
+        offline = [] if options.network else ["unshare", "--net", "--", sys.executable, "-c", _LOOPBACK_UP_THEN_EXEC]
         command = [*offline, *self.base, "run", "--isolation", "chroot", "--network", "host"]
         command += [arg for source, target in options.volumes() for arg in ("--volume", f"{source}:{target}")]
         scratch = None
@@ -407,6 +409,16 @@ class Buildah(Engine):
             container.process.wait()
         if isinstance(container, _BuildahContainer) and container.scratch is not None:
             shutil.rmtree(container.scratch, ignore_errors=True)
+
+
+# Run in a fresh network namespace: bring `lo` up (SIOCGIFFLAGS, SIOCSIFFLAGS with IFF_UP), then exec argv[1:].
+_LOOPBACK_UP_THEN_EXEC = """
+import fcntl, os, socket, struct, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+    flags = struct.unpack("16sH", fcntl.ioctl(probe, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
+    fcntl.ioctl(probe, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
 
 
 def _is_dir(entry: tuple[int, int, int]) -> bool:

@@ -521,3 +521,30 @@ def test_project_readme_states_the_size_budget(bake_once, base_image: str):
     case = ImageCase(Combination("sklearn", "train+serve", base_image, "cpu"), DEFAULTS["python_version"][0])
     readme = " ".join((bake_once(**case.answers()).project_path / "README.md").read_text().split())
     assert f"adds more than {case.size_budget_mb()} MB" in readme
+
+
+OFFLINE_PROBE = """
+import socket
+interfaces = [line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:]]
+with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    socket.create_connection(server.getsockname(), timeout=5).close()
+print(",".join(sorted(interfaces)))
+"""
+
+
+def test_offline_runs_keep_only_the_loopback_interface(engine: Engine, bake_once, tmp_path: Path):
+    """A run without network (training with network isolation) has a working loopback and nothing else."""
+    project = bake_once(**IMAGE_CASES[0].answers()).project_path
+    try:
+        base = ensure_base(engine, from_images(project / "Dockerfile")[-1])
+    except NoBase as reason:
+        pytest.skip(str(reason))
+    options = RunOptions(mount=tmp_path, network=False, entrypoint=["python", "-c"])
+    try:
+        result, _ = run_to_end(engine, base.image, [OFFLINE_PROBE], options)
+    finally:
+        engine.release(base.image)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "lo"
