@@ -223,7 +223,7 @@ TRAINING_MOUNTS = ("input", "model", "output")
 TRAINING_JOB_ENV = {"TRAINING_JOB_NAME": "byoc-image-test", "TRAINING_JOB_ARN": "arn:aws:sagemaker:::training-job/byoc"}
 
 
-def training_options(image: BuiltImage, tree: Path) -> RunOptions:
+def training_options(tree: Path) -> RunOptions:
     """A training job with network isolation; the job's host, algo-1, resolves as on SageMaker."""
     for folder in TRAINING_MOUNTS:
         (tree / folder).mkdir(exist_ok=True)
@@ -235,7 +235,7 @@ def trained(image: BuiltImage, engine: Engine, tmp_path_factory) -> TrainRun:
     """`docker run IMAGE train`, offline, as a training job with network isolation would run it."""
     tree = sample_tree(image.project, tmp_path_factory.mktemp("trained") / "ml")
     started = time.monotonic()
-    result, outside = run_to_end(engine, image.tag, ["train"], training_options(image, tree))
+    result, outside = run_to_end(engine, image.tag, ["train"], training_options(tree))
     return TrainRun(tree, result, outside, time.monotonic() - started)
 
 
@@ -260,7 +260,7 @@ def test_train_with_a_broken_hyperparameter_fails_clearly(image: BuiltImage, eng
     tree = sample_tree(image.project, tmp_path / "ml")
     config = tree / "input" / "config" / "hyperparameters.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), BROKEN_HYPERPARAMETER: "1"}))
-    result, outside = run_to_end(engine, image.tag, ["train"], training_options(image, tree))
+    result, outside = run_to_end(engine, image.tag, ["train"], training_options(tree))
     assert result.returncode != 0, result.stdout[-3000:]
     failure = tree / "output" / "failure"
     assert failure.exists(), result.stdout[-3000:]
@@ -355,7 +355,7 @@ def test_serve_answers_and_stops_on_sigterm(request, image: BuiltImage, engine: 
 
 
 # Run inside the image: the sagemaker-inference toolkit's Transformer calls the handlers in the
-# artifact's code/ the way AWS's scikit-learn image's model server does, per request (argv: requests as JSON).
+# artifact's code/ as the toolkit's handler service does for each request (argv: requests as JSON).
 HANDLERS = """
 import json, os, sys
 sys.path.insert(0, os.path.join("/opt/ml/model", "code"))  # what the toolkit's model server puts on the path
@@ -393,7 +393,7 @@ def test_artifact_handlers_answer_in_the_image(request, image: BuiltImage, engin
     """extend-prebuilt, train+serve: the artifact's code/ answers through the image's own inference toolkit.
 
     AWS's scikit-learn image is both the training and the inference image; its stand-in carries the
-    sagemaker-inference toolkit but not AWS's model server, so the toolkit's Transformer is driven directly.
+    sagemaker-inference toolkit but no model server, so the toolkit's Transformer is driven directly.
     """
     if not image.case.extends or not image.serves:
         pytest.skip(f"image {image.case.id}: {DOES_NOT_APPLY} (only extend-prebuilt train+serve images have handlers)")
