@@ -61,6 +61,9 @@ class StandIn:
     # Or: built FROM this (stand-in) image with these Containerfile instructions.
     parent: str | None = None
     steps: tuple[str, ...] = ()
+    # Made from a source outside the registries these machines are promised (Ubuntu's archive): when it
+    # cannot be made, its images are reported as not built, with the error, instead of failing the run.
+    optional: bool = False
 
     def key(self) -> str:
         digest = hashlib.sha256("\n".join([self.name, *self.recipe, *self.steps]).encode())
@@ -157,6 +160,7 @@ STAND_INS = [
             + ("" if UBUNTU_KEYRING.exists() else "; packages fetched without signature checks (no Ubuntu keyring)")
         ),
         make_rootfs=debootstrap_ubuntu_python,
+        optional=True,
         env={"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **CA_ENV},
         recipe=("debootstrap minbase noble main,universe v1", *DEBIAN_PYTHON_PACKAGES, *TRIMMED),
     ),
@@ -284,7 +288,12 @@ def ensure_base(engine: Engine, image: str) -> Base:
     with locked(tarball):
         if not tarball.exists():
             partial = tarball.with_suffix(".partial")
-            stand_in.make_rootfs(stand_in, partial)
+            try:
+                stand_in.make_rootfs(stand_in, partial)
+            except RuntimeError as error:
+                if not stand_in.optional:
+                    raise
+                raise NoBase(f"the stand-in {stand_in.name} for {image} could not be made here: {error}") from error
             partial.rename(tarball)
         engine.remove_image(image)
         engine.import_rootfs(tarball, qualified(image), stand_in.env, stand_in.labels())
