@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from {{ cookiecutter.package_name }}.data import sample_dataset, split
 from {{ cookiecutter.package_name }}.hyperparameters import defaults
-from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, MODEL_VERSION, Model
+from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, MODEL_VERSION, BatchPlan, Model
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,26 @@ def test_a_finished_run_leaves_no_backup(datasets, tmp_path):
     Model.fit(train.features, train.labels, {**defaults(HYPERPARAMETERS), "epochs": 2}, checkpoint_dir=tmp_path)
     assert tmp_path.is_dir()
     assert not (tmp_path / "training").exists()
+
+
+def plan(rank=0, hosts=1, sharded=False, batch_size=16):
+    return BatchPlan(batch_size, rank, local_replicas=1, replicas=hosts, sharded=sharded, seed=0)
+
+
+@pytest.mark.parametrize("batch_size", [16, 15, 1])
+def test_two_hosts_split_the_batches_one_host_takes(batch_size):
+    alone = plan(batch_size=batch_size)
+    one_host = list(alone.epoch(120, epoch=3, steps=alone.local_steps(120)))
+    steps = plan(hosts=2, batch_size=batch_size).local_steps(120)
+    assert steps == len(one_host)
+    first, second = (list(plan(rank, hosts=2, batch_size=batch_size).epoch(120, 3, steps)) for rank in (0, 1))
+    for alone, part_1, part_2 in zip(one_host, first, second, strict=True):
+        np.testing.assert_array_equal(np.concatenate([*part_1, *part_2]), np.concatenate(alone))
+
+
+def test_a_sharded_host_takes_every_row_of_its_shard_once_an_epoch():
+    sharded = plan(rank=1, hosts=2, sharded=True)
+    steps = sharded.local_steps(70) + 2  # another host holds more rows: the last steps send nothing
+    parts = [np.concatenate(step) for step in sharded.epoch(70, epoch=0, steps=steps)]
+    assert max(map(len, parts)) == 8
+    assert sorted(np.concatenate(parts).tolist()) == list(range(70))

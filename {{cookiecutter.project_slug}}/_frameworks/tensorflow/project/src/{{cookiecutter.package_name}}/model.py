@@ -249,11 +249,11 @@ class EpochCheckpoints:
             target = self._folder if cluster.is_master else Path(tempfile.mkdtemp(prefix="checkpoints-"))
             self._manager = tf.train.CheckpointManager(self._checkpoint, str(target), max_to_keep=1)
 
-    def restore(self) -> bool:
+    def restore(self) -> None:
+        """The last checkpoint a stopped job left, if any: every host reads its copy of the master's."""
         latest = None if self._folder is None else tf.train.latest_checkpoint(str(self._folder))
         if latest:
             self._checkpoint.restore(latest).assert_existing_objects_matched()
-        return latest is not None
 
     def save(self) -> None:
         if self._manager is not None:
