@@ -319,10 +319,18 @@ def make(workspace: Path, target: str, **variables: str) -> tuple[subprocess.Com
 def test_make_docker_train_builds_then_trains_on_the_local_tree(workspace):
     finished, calls = make(workspace, "docker-train")
     assert finished.returncode == 0, finished.stdout + finished.stderr
+    mounts = []
+    for folder in ("input", "model", "output"):  # a training job's folders, not all of /opt/ml
+        mounts += ["--volume", f"{workspace}/local/{folder}:/opt/ml/{folder}"]
     assert (workspace / "local" / "input" / "config" / "hyperparameters.json").exists()
     assert argvs(calls) == [
         *BUILD_CALLS,
-        ["docker", "run", "--rm", "--volume", f"{workspace}/local:/opt/ml", f"{IMAGE}:latest", "train"],
+        [
+            *("docker", "run", "--rm", "--hostname", "algo-1"),
+            *mounts,
+            f"{IMAGE}:latest",
+            "train",
+        ],
     ]
 
 {%- if cookiecutter.scope == "train+serve" and cookiecutter.base_image == "from-scratch" %}
@@ -336,7 +344,7 @@ def test_make_docker_serve_publishes_the_port_sagemaker_uses(workspace):
         "run",
         "--rm",
         "--volume",
-        f"{workspace}/local:/opt/ml",
+        f"{workspace}/local/model:/opt/ml/model",
         "--publish",
         "127.0.0.1:9090:8080",
         f"{IMAGE}:latest",
