@@ -497,19 +497,24 @@ def test_image_size_within_budget(request, image: BuiltImage):
     assert added <= budget * MB, f"{image.case.id} adds {added / MB:.1f} MB to its base, over the {budget} MB budget"
 
 
-def test_change_detection_sees_a_stray_file(engine: Engine, bake_once, tmp_path: Path):
-    """The 'nothing outside /opt/ml and /tmp' checks above can fail: a stray write is caught."""
+def run_python_on_base(engine: Engine, bake_once, mount: Path, script: str):
+    """`python -c script` offline in the default combination's base image: the run's result and files outside."""
     project = bake_once(**IMAGE_CASES[0].answers()).project_path
     try:
         base = ensure_base(engine, from_images(project / "Dockerfile")[-1])
     except NoBase as reason:
         pytest.skip(str(reason))
-    script = "open('/root/stray', 'w').close(); open('/tmp/fine', 'w').close(); open('/opt/ml/fine', 'w').close()"
-    options = RunOptions(mount=tmp_path, network=False, entrypoint=["python", "-c"])
+    options = RunOptions(mount=mount, network=False, entrypoint=["python", "-c"])
     try:
-        result, outside = run_to_end(engine, base.image, [script], options)
+        return run_to_end(engine, base.image, [script], options)
     finally:
         engine.release(base.image)
+
+
+def test_change_detection_sees_a_stray_file(engine: Engine, bake_once, tmp_path: Path):
+    """The 'nothing outside /opt/ml and /tmp' checks above can fail: a stray write is caught."""
+    script = "open('/root/stray', 'w').close(); open('/tmp/fine', 'w').close(); open('/opt/ml/fine', 'w').close()"
+    result, outside = run_python_on_base(engine, bake_once, tmp_path, script)
     assert result.returncode == 0, result.stdout
     assert outside == ["/root/stray"]
     assert (tmp_path / "fine").exists()
@@ -536,15 +541,6 @@ print(",".join(sorted(interfaces)))
 
 def test_offline_runs_keep_only_the_loopback_interface(engine: Engine, bake_once, tmp_path: Path):
     """A run without network (training with network isolation) has a working loopback and nothing else."""
-    project = bake_once(**IMAGE_CASES[0].answers()).project_path
-    try:
-        base = ensure_base(engine, from_images(project / "Dockerfile")[-1])
-    except NoBase as reason:
-        pytest.skip(str(reason))
-    options = RunOptions(mount=tmp_path, network=False, entrypoint=["python", "-c"])
-    try:
-        result, _ = run_to_end(engine, base.image, [OFFLINE_PROBE], options)
-    finally:
-        engine.release(base.image)
+    result, _ = run_python_on_base(engine, bake_once, tmp_path, OFFLINE_PROBE)
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip().splitlines()[-1] == "lo"
