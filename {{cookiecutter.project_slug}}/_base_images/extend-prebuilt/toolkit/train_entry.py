@@ -26,6 +26,8 @@ def package_inference_code(model_dir: Path) -> None:
 
 if __name__ == "__main__":
     exit_code = main(["train"])
-    if exit_code == 0 and INFERENCE_HANDLERS.exists():
-        package_inference_code(SageMakerEnvironment.from_environ().model_dir)
+    env = SageMakerEnvironment.from_environ()
+    # On a job with several hosts, the master alone writes the model, so it alone gets the code beside it.
+    if exit_code == 0 and INFERENCE_HANDLERS.exists() and env.cluster().is_master:
+        package_inference_code(env.model_dir)
     sys.exit(exit_code)
