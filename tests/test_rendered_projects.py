@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -57,7 +58,7 @@ MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_mode
 
 
 def multi_host_code(project: Path) -> dict[str, bytes]:
-    package = next(path for path in (project / "src").iterdir() if path.is_dir() and not path.name.endswith("-info"))
+    package = project / "src" / json.loads((project / ".cookiecutter.json").read_text())["package_name"]
     files = [package / name for name in MULTI_HOST_CODE] + [project / "tests" / name for name in MULTI_HOST_TESTS]
     return {path.relative_to(project).as_posix(): path.read_bytes() for path in files if path.exists()}
 

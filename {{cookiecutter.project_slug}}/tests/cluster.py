@@ -42,12 +42,6 @@ def host_trees(base_dir: Path, hosts: tuple[str, ...] = LOOPBACK_HOSTS, sharded:
     return trees
 
 
-def set_hyperparameters(tree: Path, **values: object) -> None:
-    path = tree / "input" / "config" / "hyperparameters.json"
-    current = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**current, **{key: str(value) for key, value in values.items()}}), encoding="utf-8")
-
-
 def free_ports(count: int) -> int:
     """A first port such that it and the next count - 1 are free now (host N listens on port + N)."""
     for _ in range(100):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,13 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 def make_tree(base_dir: Path) -> Path:
     write_sample_tree(base_dir, as_strings(defaults(HYPERPARAMETERS)))
     return base_dir
+
+
+def set_hyperparameters(tree: Path, **values: object) -> None:
+    """Change some of a tree's hyperparameters, as strings (what SageMaker passes); the others stay."""
+    path = tree / "input" / "config" / "hyperparameters.json"
+    current = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**current, **{key: str(value) for key, value in values.items()}}), encoding="utf-8")
 
 
 def environment_for(base_dir: Path, **variables: str) -> SageMakerEnvironment:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.data import read_channel
 from {{ cookiecutter.package_name }}.model import ARTIFACT_NAME, Model
 
-from .cluster import free_ports, host_trees, log_of, sample_rows, set_hyperparameters, start_hosts, wait_all
-from .support import make_tree, run_cli
+from .cluster import free_ports, host_trees, log_of, start_hosts, wait_all
+from .support import make_tree, run_cli, set_hyperparameters
 
 pytestmark = pytest.mark.multi_host
 
@@ -40,8 +41,8 @@ def test_hosts_with_their_own_shards_train_one_model(tmp_path):
     trees = host_trees(tmp_path, sharded=True)
     assert wait_all(start_hosts(trees, free_ports(len(trees)))) == [0, 0], log_of(trees[0]) + log_of(trees[1])
     model = Model.load(trees[0] / "model")
-    validation = np.loadtxt(trees[0] / "input" / "data" / "validation" / "validation.csv", delimiter=",", ndmin=2)
-    assert np.mean(model.predict(sample_rows(trees[0])) == validation[:, 0]) > 0.85
+    validation = read_channel("validation", trees[0] / "input" / "data" / "validation")
+    assert np.mean(model.predict(validation.features) == validation.labels) > 0.85
     assert not any((trees[1] / "model").iterdir())
 
 

@@ -1,6 +1,5 @@
 """StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its checkpoint, and a new job resumes from it."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,13 +10,9 @@ import torch
 
 from {{ cookiecutter.package_name }}.model import CHECKPOINT_NAME, Model
 
-from .support import PACKAGE, child_environment, make_tree, run_cli
+from .support import PACKAGE, child_environment, make_tree, run_cli, set_hyperparameters
 
 EPOCHS = 80
-
-
-def set_hyperparameters(tree, **values):
-    (tree / "input" / "config" / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in values.items()}))
 
 
 def stop_after_first_checkpoint(tree):

@@ -18,10 +18,10 @@ from .cluster import (
     host_trees,
     log_of,
     sample_rows,
-    set_hyperparameters,
     start_hosts,
     wait_all,
 )
+from .support import set_hyperparameters
 
 pytestmark = pytest.mark.multi_host
 

@@ -1,6 +1,5 @@
 """StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its backup, and a new job resumes from it."""
 
-import json
 import re
 import signal
 import subprocess
@@ -9,7 +8,7 @@ import time
 
 from {{ cookiecutter.package_name }}.model import MODEL_VERSION
 
-from .support import PACKAGE, child_environment, make_tree, run_cli
+from .support import PACKAGE, child_environment, make_tree, run_cli, set_hyperparameters
 
 EPOCHS = 30
 
@@ -33,14 +32,13 @@ def stop_after_first_backup(tree):
 def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
     tree = make_tree(tmp_path / "ml")
     (tree / "checkpoints").mkdir()  # what SageMaker does for a job with a CheckpointConfig
-    hyperparameters = tree / "input" / "config" / "hyperparameters.json"
-    hyperparameters.write_text(json.dumps({"epochs": "10000"}))  # far more than it gets to run before the stop
+    set_hyperparameters(tree, epochs=10_000)  # far more than it gets to run before the stop
     assert stop_after_first_backup(tree) == 1
     assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
     assert any((tree / "checkpoints" / "training").rglob("*.index"))
     assert not (tree / "model" / MODEL_VERSION).exists()
 
-    hyperparameters.write_text(json.dumps({"epochs": str(EPOCHS)}))  # the next job asks for fewer in all
+    set_hyperparameters(tree, epochs=EPOCHS)  # the next job asks for fewer in all
     resumed = run_cli("train", base_dir=tree)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     first_epoch = int(re.search(r"Epoch (\d+)/", resumed.stdout).group(1))
