@@ -78,6 +78,10 @@ def _check(command: Sequence[str], timeout: float = 600, **kwargs: object) -> su
     return finished
 
 
+def _build_arg_options(build_args: Mapping[str, str] | None) -> list[str]:
+    return [option for name, value in (build_args or {}).items() for option in ("--build-arg", f"{name}={value}")]
+
+
 def outside_writable_roots(paths: set[str]) -> list[str]:
     """Paths outside /opt/ml and /tmp, ignoring the parent folders a mount point needs."""
     parents = {str(Path(root).parents[i]) for root in WRITABLE_ROOTS for i in range(len(Path(root).parents))}
@@ -92,8 +96,11 @@ class Engine(ABC):
     name: str
 
     @abstractmethod
-    def build(self, context: Path, tag: str, timeout: float) -> str:
-        """Build context/Dockerfile as tag without pulling; returns the build log."""
+    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
+        """Build context/Dockerfile as tag without pulling, on the host's network; returns the build log.
+
+        The host's network, so a build argument may point pip at an index served on 127.0.0.1.
+        """
 
     @abstractmethod
     def exists(self, image: str) -> bool: ...
@@ -162,8 +169,9 @@ class Docker(Engine):
         except subprocess.TimeoutExpired:
             return False
 
-    def build(self, context: Path, tag: str, timeout: float) -> str:
-        finished = _check(["docker", "build", "--tag", tag, str(context)], timeout=timeout)
+    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
+        command = ["docker", "build", "--network", "host", "--tag", tag, *_build_arg_options(build_args)]
+        finished = _check([*command, str(context)], timeout=timeout)
         return finished.stdout + finished.stderr
 
     def exists(self, image: str) -> bool:
@@ -295,8 +303,9 @@ class Buildah(Engine):
     def available() -> bool:
         return shutil.which("buildah") is not None and os.geteuid() == 0
 
-    def build(self, context: Path, tag: str, timeout: float) -> str:
+    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
         command = [*self.base, "bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--tag", tag]
+        command += _build_arg_options(build_args)
         finished = _check([*command, str(context)], timeout=timeout)
         return finished.stdout + finished.stderr
 

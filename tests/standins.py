@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,8 @@ class StandIn:
     # Or: built FROM this (stand-in) image with these Containerfile instructions.
     parent: str | None = None
     steps: tuple[str, ...] = ()
+    # Build arguments its Containerfile takes; their values are the caller's (not part of the cache key).
+    build_args: tuple[str, ...] = ()
     # Made from a source outside the registries these machines are promised (Ubuntu's archive): when it
     # cannot be made, its images are reported as not built, with the error, instead of failing the run.
     optional: bool = False
@@ -188,9 +190,13 @@ PREBUILT_STAND_IN_STEPS = (
 AWS_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 
 
-def prebuilt_stand_in(name: str, image: str, framework: str, packages: tuple[str, ...]) -> StandIn:
+def prebuilt_stand_in(
+    name: str, image: str, framework: str, packages: tuple[str, ...], build_args: tuple[str, ...] = ()
+) -> StandIn:
+    """build_args: the build arguments its Containerfile takes (PIP_EXTRA_INDEX_URL for torch's CPU wheel)."""
     toolkits = (pinned("sagemaker-training"), pinned("sagemaker-inference"))
     install = " ".join(f"'{package}'" for package in (*packages, *toolkits))
+    arguments = tuple(f'ARG {argument}=""' for argument in build_args)
     return StandIn(
         name=name,
         replaces=re.compile(AWS_REGISTRY + re.escape(image) + "$"),
@@ -201,7 +207,8 @@ def prebuilt_stand_in(name: str, image: str, framework: str, packages: tuple[str
             "`train` on PATH; no model server, no CUDA"
         ),
         parent="python:3.11.14-slim-bookworm",
-        steps=(*PREBUILT_STAND_IN_STEPS, f"RUN pip install --no-cache-dir {install}", 'CMD ["/bin/bash"]'),
+        steps=(*PREBUILT_STAND_IN_STEPS, *arguments, f"RUN pip install --no-cache-dir {install}", 'CMD ["/bin/bash"]'),
+        build_args=build_args,
     )
 
 
@@ -218,6 +225,14 @@ STAND_INS += [
         "TensorFlow",
         (pinned("tensorflow-cpu"), pinned("numpy"), pinned("scikit-learn")),
     ),
+    # torch at the project's pin (not AWS's 2.10), its CPU build from PIP_EXTRA_INDEX_URL (tests/wheel_index.py).
+    prebuilt_stand_in(
+        "aws-pytorch-cpu-training-stand-in",
+        "pytorch-training:2.10.0-cpu-py313",
+        "PyTorch",
+        (pinned("torch"), pinned("numpy"), pinned("scikit-learn")),
+        build_args=("PIP_EXTRA_INDEX_URL",),
+    ),
 ]
 
 
@@ -232,11 +247,6 @@ WITHOUT_STAND_IN = [
     (
         re.compile(AWS_REGISTRY + r"[a-z-]+:[^:]*-gpu-"),
         "AWS's GPU training images carry CUDA and a GPU framework build; no stand-in is made for them",
-    ),
-    (
-        re.compile(AWS_REGISTRY + r"pytorch-training:"),
-        "a stand-in would need torch at AWS's version, whose default wheel is the CUDA build (about 5 GB): "
-        "none is made (PyTorch images are left out of CI for time in any case)",
     ),
 ]
 
@@ -262,8 +272,11 @@ class NoBase(Exception):
     """The base image can be neither pulled nor stood in for; the message says which."""
 
 
-def ensure_base(engine: Engine, image: str) -> Base:
-    """The real base if the engine has it or can pull it, else a stand-in tagged with its name."""
+def ensure_base(engine: Engine, image: str, build_args: Mapping[str, str] | None = None) -> Base:
+    """The real base if the engine has it or can pull it, else a stand-in tagged with its name.
+
+    build_args: values for the build arguments a derived stand-in takes (StandIn.build_args).
+    """
     stand_in = stand_in_for(image)
     if engine.exists(image):
         labels = engine.inspect(image).labels
@@ -281,7 +294,7 @@ def ensure_base(engine: Engine, image: str) -> Base:
         )
     started = time.monotonic()
     if stand_in.parent is not None:
-        build_derived(engine, stand_in, image)
+        build_derived(engine, stand_in, image, build_args or {})
         return Base(image, stand_in, time.monotonic() - started)
     assert stand_in.make_rootfs is not None, f"{stand_in.name} has neither a root file system nor a parent"
     tarball = cache_dir() / f"{stand_in.name}-{stand_in.key()}.tar"
@@ -310,7 +323,7 @@ def qualified(image: str) -> str:
     return image
 
 
-def build_derived(engine: Engine, stand_in: StandIn, image: str) -> None:
+def build_derived(engine: Engine, stand_in: StandIn, image: str, build_args: Mapping[str, str]) -> None:
     """FROM the parent (itself a stand-in where it cannot be pulled), then the stand-in's own steps."""
     assert stand_in.parent is not None
     ensure_base(engine, stand_in.parent)
@@ -324,6 +337,7 @@ def build_derived(engine: Engine, stand_in: StandIn, image: str) -> None:
         labels = [f"LABEL {name}={json.dumps(value)}" for name, value in stand_in.labels().items()]
         (context / "Dockerfile").write_text("\n".join([f"FROM {stand_in.parent}", *stand_in.steps, *labels, ""]))
         try:
-            engine.build(context, qualified(image), timeout=1800)
+            arguments = {name: value for name, value in build_args.items() if name in stand_in.build_args}
+            engine.build(context, qualified(image), timeout=1800, build_args=arguments)
         finally:
             shutil.rmtree(context, ignore_errors=True)
