@@ -97,9 +97,10 @@ class Engine(ABC):
 
     @abstractmethod
     def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
-        """Build context/Dockerfile as tag without pulling, on the host's network; returns the build log.
+        """Build context/Dockerfile as tag without pulling; returns the build log.
 
-        The host's network, so a build argument may point pip at an index served on 127.0.0.1.
+        On the network of the host the engine runs on (the local one here), so a build argument may
+        point pip at an index the tests serve on 127.0.0.1.
         """
 
     @abstractmethod

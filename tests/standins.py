@@ -188,6 +188,9 @@ PREBUILT_STAND_IN_STEPS = (
     " && rm -rf /var/lib/apt/lists/*",
 )
 AWS_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+# What the prebuilt stand-ins are built FROM, and so the Python their packages are for.
+PREBUILT_PARENT = "python:3.11.14-slim-bookworm"
+PREBUILT_PYTHON = "3.11"
 
 
 def prebuilt_stand_in(
@@ -201,12 +204,12 @@ def prebuilt_stand_in(
         name=name,
         replaces=re.compile(AWS_REGISTRY + re.escape(image) + "$"),
         carries=(
-            f"stand-in for AWS's {image}: Python 3.11 from python:3.11.14-slim-bookworm or its stand-in "
+            f"stand-in for AWS's {image}: Python {PREBUILT_PYTHON} from {PREBUILT_PARENT} or its stand-in "
             f"(not AWS's Python), {framework} "
             f"({', '.join(packages)}), the real SageMaker toolkits ({', '.join(toolkits)}), "
             "`train` on PATH; no model server, no CUDA"
         ),
-        parent="python:3.11.14-slim-bookworm",
+        parent=PREBUILT_PARENT,
         steps=(*PREBUILT_STAND_IN_STEPS, *arguments, f"RUN pip install --no-cache-dir {install}", 'CMD ["/bin/bash"]'),
         build_args=build_args,
     )
@@ -225,12 +228,13 @@ STAND_INS += [
         "TensorFlow",
         (pinned("tensorflow-cpu"), pinned("numpy"), pinned("scikit-learn")),
     ),
-    # torch at the project's pin (not AWS's 2.10), its CPU build from PIP_EXTRA_INDEX_URL (tests/wheel_index.py).
+    # torch at the project's pin (not AWS's 2.10). Its CPU build by name, from the index PIP_EXTRA_INDEX_URL
+    # gives (tests/wheel_index.py): without one the build fails, rather than caching a CUDA build under this key.
     prebuilt_stand_in(
         "aws-pytorch-cpu-training-stand-in",
         "pytorch-training:2.10.0-cpu-py313",
         "PyTorch",
-        (pinned("torch"), pinned("numpy"), pinned("scikit-learn")),
+        (f"{pinned('torch')}+cpu", pinned("numpy"), pinned("scikit-learn")),
         build_args=("PIP_EXTRA_INDEX_URL",),
     ),
 ]
@@ -326,6 +330,9 @@ def qualified(image: str) -> str:
 def build_derived(engine: Engine, stand_in: StandIn, image: str, build_args: Mapping[str, str]) -> None:
     """FROM the parent (itself a stand-in where it cannot be pulled), then the stand-in's own steps."""
     assert stand_in.parent is not None
+    missing = [name for name in stand_in.build_args if not build_args.get(name)]
+    if missing:
+        raise ValueError(f"the stand-in {stand_in.name} needs the build arguments {missing}")
     ensure_base(engine, stand_in.parent)
     context = cache_dir() / f"{stand_in.name}-{stand_in.key()}.context"
     with locked(context):
@@ -337,7 +344,7 @@ def build_derived(engine: Engine, stand_in: StandIn, image: str, build_args: Map
         labels = [f"LABEL {name}={json.dumps(value)}" for name, value in stand_in.labels().items()]
         (context / "Dockerfile").write_text("\n".join([f"FROM {stand_in.parent}", *stand_in.steps, *labels, ""]))
         try:
-            arguments = {name: value for name, value in build_args.items() if name in stand_in.build_args}
+            arguments = {name: build_args[name] for name in stand_in.build_args}
             engine.build(context, qualified(image), timeout=1800, build_args=arguments)
         finally:
             shutil.rmtree(context, ignore_errors=True)

@@ -13,13 +13,17 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.parse
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from .standins import locked
 
 INDEX_VARIABLE = "BYOC_TORCH_CPU_INDEX"
 
@@ -34,26 +38,23 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 class CpuWheelIndex:
-    """A package index of CPU torch wheels, fetched into `wheels` on first use and served from `root`."""
+    """A package index of CPU torch wheels: fetched into `wheels` (a cache shared by runs), served from `root`."""
 
     def __init__(self, root: Path, wheels: Path) -> None:
         self.root = root
         self.wheels = wheels
-        self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     def url_for(self, version: str, python_version: str) -> str:
         """An index URL from which pip can install torch==version as a CPU build for python_version."""
         if os.environ.get(INDEX_VARIABLE):
             return os.environ[INDEX_VARIABLE]
-        with self._lock:
-            wheel = self._fetch(version, python_version)
-            self._publish(wheel)
-            if self._server is None:
-                handler = partial(_QuietHandler, directory=str(self.root))
-                self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-                threading.Thread(target=self._server.serve_forever, daemon=True).start()
-            return f"http://127.0.0.1:{self._server.server_address[1]}/simple/"
+        self._publish(self._fetch(version, python_version))
+        if self._server is None:
+            handler = partial(_QuietHandler, directory=str(self.root))
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/simple/"
 
     def close(self) -> None:
         if self._server is not None:
@@ -62,21 +63,30 @@ class CpuWheelIndex:
 
     def _fetch(self, version: str, python_version: str) -> Path:
         tag = "cp" + python_version.replace(".", "")
-        found = sorted(self.wheels.glob(f"torch-{version}+cpu-{tag}-*.whl"))
-        if found:
-            return found[-1]
+        pattern = f"torch-{version}+cpu-{tag}-{tag}-*_{platform.machine()}.whl"
         self.wheels.mkdir(parents=True, exist_ok=True)
-        requirement = f"torch=={version}+cpu"
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        command += ["--python-version", python_version, "--implementation", "cp", "--dest", str(self.wheels)]
-        finished = subprocess.run([*command, requirement], capture_output=True, text=True, timeout=1800, check=False)
-        found = sorted(self.wheels.glob(f"torch-{version}+cpu-{tag}-*.whl"))
-        if finished.returncode != 0 or not found:
-            raise NoCpuWheel(
-                f"pip cannot get {requirement} for Python {python_version} with this machine's settings "
-                f"(set {INDEX_VARIABLE} to PyTorch's CPU wheel index): {finished.stderr.strip()[-800:]}"
-            )
-        return found[-1]
+        # The cache is shared by parallel runs and pytest-xdist workers: one fetch at a time, moved in whole.
+        with locked(self.wheels / "torch"):
+            if found := sorted(self.wheels.glob(pattern)):
+                return found[-1]
+            requirement = f"torch=={version}+cpu"
+            with tempfile.TemporaryDirectory(dir=self.wheels) as download:
+                command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+                command += ["--python-version", python_version, "--implementation", "cp", "--dest", download]
+                finished = subprocess.run(
+                    [*command, requirement], capture_output=True, text=True, timeout=1800, check=False
+                )
+                fetched = sorted(Path(download).glob(pattern))
+                if finished.returncode != 0 or not fetched:
+                    errors = [line for line in finished.stderr.splitlines() if line.startswith("ERROR")]
+                    raise NoCpuWheel(
+                        f"pip cannot get {requirement} for Python {python_version} on {platform.machine()} with this "
+                        f"machine's settings (set {INDEX_VARIABLE} to PyTorch's CPU wheel index): "
+                        + (" ".join(errors) or finished.stderr.strip())[-800:]
+                    )
+                wheel = self.wheels / fetched[-1].name
+                os.replace(fetched[-1], wheel)
+            return wheel
 
     def _publish(self, wheel: Path) -> None:
         """simple/torch/index.html lists every wheel fetched so far, with its sha256 for pip to check."""
@@ -88,9 +98,12 @@ class CpuWheelIndex:
         served.symlink_to(wheel)
         links = []
         for entry in sorted(files.glob("torch-*.whl")):
-            digest = hashlib.sha256(entry.read_bytes()).hexdigest()
+            with entry.open("rb") as stream:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()
             href = f"/files/{urllib.parse.quote(entry.name)}#sha256={digest}"
             links.append(f'<a href="{html.escape(href)}">{html.escape(entry.name)}</a><br>')
         page = self.root / "simple" / "torch" / "index.html"
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text("<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) + "\n</body></html>\n")
+        partial_page = page.with_suffix(".partial")
+        partial_page.write_text("<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) + "\n</body></html>\n")
+        os.replace(partial_page, page)  # a build may be reading the page while another wheel is added

@@ -12,7 +12,8 @@ require_buildx
 tag="$(image_tag)"
 
 build_args=()
-# Handed to pip inside the build when set (PyTorch's CPU wheel index, a private mirror); never printed.
+# Handed to pip inside the build when set (PyTorch's CPU wheel index); never printed here, but recorded
+# in the image's history like every build argument, so it must carry no credentials.
 if [[ -n "${PIP_EXTRA_INDEX_URL:-}" ]]; then
   build_args+=(--build-arg PIP_EXTRA_INDEX_URL)
 fi
