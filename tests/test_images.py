@@ -69,6 +69,11 @@ class ImageCase:
         """FROM AWS's prebuilt image: `train` is the sagemaker-training toolkit's, code in /opt/ml/code."""
         return self.combination.base_image == "extend-prebuilt"
 
+    @property
+    def installs_torch_cpu(self) -> bool:
+        """Its build installs torch's CPU build from the index PIP_EXTRA_INDEX_URL names (tests/wheel_index.py)."""
+        return self.combination.framework == "pytorch" and self.combination.processor == "cpu"
+
     def size_budget_mb(self) -> int | None:
         combination = self.combination
         return EXTEND_BUDGET_MB if self.extends else SIZE_BUDGET_MB.get((combination.framework, combination.processor))
@@ -202,8 +207,8 @@ def image(request, bake_once, engine: Engine, tmp_path_factory):
     assert result.exit_code == 0, f"{case.id} did not render: {result.exception}"
     project: Path = result.project_path
     build_args = {}
-    if case.combination.framework == "pytorch" and case.combination.processor == "cpu":
-        # PyTorch's CPU wheel index, the build argument the project documents (tests/wheel_index.py).
+    if case.installs_torch_cpu:
+        # PyTorch's CPU wheel index, the build argument the project documents.
         index = request.getfixturevalue("torch_cpu_index")
         try:
             build_args["PIP_EXTRA_INDEX_URL"] = index.url_for(*torch_wheel_wanted(case, project))
@@ -524,7 +529,7 @@ def test_image_holds_exactly_the_pinned_dependencies(image: BuiltImage, inside: 
         name: found for name, found in installed.items() if not found or found not in SpecifierSet(f"=={pins[name]}")
     }
     assert off == {}, f"installed {off}, pyproject.toml pins {pins}"
-    if image.case.combination.framework == "pytorch" and image.case.combination.processor == "cpu":
+    if image.case.installs_torch_cpu:
         # pip falls back to the default index's CUDA build when the CPU index cannot be reached: say so here.
         assert installed["torch"].endswith("+cpu"), f"torch {installed['torch']} is not the CPU build"
 
