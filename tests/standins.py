@@ -191,6 +191,8 @@ AWS_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 # What the prebuilt stand-ins are built FROM, and so the Python their packages are for.
 PREBUILT_PARENT = "python:3.11.14-slim-bookworm"
 PREBUILT_PYTHON = "3.11"
+# The PyTorch stand-in's torch: the version the project's own tests run against.
+PREBUILT_TORCH = pinned("torch").removeprefix("torch==")
 
 
 def prebuilt_stand_in(
@@ -234,7 +236,7 @@ STAND_INS += [
         "aws-pytorch-cpu-training-stand-in",
         "pytorch-training:2.10.0-cpu-py313",
         "PyTorch",
-        (f"{pinned('torch')}+cpu", pinned("numpy"), pinned("scikit-learn")),
+        (f"torch=={PREBUILT_TORCH}+cpu", pinned("numpy"), pinned("scikit-learn")),
         build_args=("PIP_EXTRA_INDEX_URL",),
     ),
 ]

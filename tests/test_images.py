@@ -31,7 +31,7 @@ from packaging.specifiers import SpecifierSet
 from .conftest import DEFAULTS, SUPPORTED, Combination
 from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
 from .image_report import DOES_NOT_APPLY
-from .standins import PREBUILT_PYTHON, Base, NoBase, cache_dir, ensure_base, pinned
+from .standins import PREBUILT_PYTHON, PREBUILT_TORCH, Base, NoBase, cache_dir, ensure_base
 from .wheel_index import CpuWheelIndex, NoCpuWheel
 
 MB = 1_000_000
@@ -164,7 +164,7 @@ def project_pins(project: Path) -> dict[str, str]:
 def torch_wheel_wanted(case: ImageCase, project: Path) -> tuple[str, str]:
     """(torch version, Python version) whose CPU wheel the image's build installs: the stand-in's or the project's."""
     if case.extends:
-        return pinned("torch").split("==", 1)[1], PREBUILT_PYTHON
+        return PREBUILT_TORCH, PREBUILT_PYTHON
     return project_pins(project)["torch"], case.python_version
 
 
