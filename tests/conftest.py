@@ -117,6 +117,11 @@ def expected_files(answers: dict[str, str]) -> set[str]:
     return files
 
 
+def package_name(project: Path) -> str:
+    """The rendered project's Python package, as its .cookiecutter.json records the answers."""
+    return json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+
+
 def project_files(project: Path) -> set[str]:
     # Caches a run of the project's own tools leaves (the tests share bakes), not rendered files.
     ignored = {"__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}

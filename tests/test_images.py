@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from .conftest import DEFAULTS, SUPPORTED, Combination
+from .conftest import DEFAULTS, SUPPORTED, Combination, package_name
 from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
 from .image_report import DOES_NOT_APPLY
 from .standins import PREBUILT_PYTHON, PREBUILT_TORCH, Base, NoBase, cache_dir, ensure_base
@@ -245,7 +245,7 @@ def image(request, bake_once, engine: Engine, tmp_path_factory):
 
 def sample_tree(project: Path, directory: Path) -> Path:
     """A SageMaker tree written by the project's own `sample-data` command."""
-    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    package = package_name(project)
     environ = dict(os.environ, PYTHONPATH=str(project / "src"))
     command = [sys.executable, "-m", package, "sample-data", str(directory)]
     finished = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300, check=False)

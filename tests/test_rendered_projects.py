@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import SUPPORTED, Combination, run
+from .conftest import SUPPORTED, Combination, package_name, run
 
 BIN = Path(sys.executable).parent
 
@@ -58,7 +57,7 @@ MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_mode
 
 
 def multi_host_code(project: Path) -> dict[str, bytes]:
-    package = project / "src" / json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    package = project / "src" / package_name(project)
     files = [package / name for name in MULTI_HOST_CODE] + [project / "tests" / name for name in MULTI_HOST_TESTS]
     return {path.relative_to(project).as_posix(): path.read_bytes() for path in files if path.exists()}
 
