@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .support import PACKAGE, child_environment, make_tree
 
 LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.2")
@@ -36,8 +34,8 @@ def host_trees(base_dir: Path, hosts: tuple[str, ...] = LOOPBACK_HOSTS, sharded:
             channels["train"]["S3DistributionType"] = "ShardedByS3Key"
             (config_dir / "inputdataconfig.json").write_text(json.dumps(channels), encoding="utf-8")
             train_csv = tree / "input" / "data" / "train" / "train.csv"
-            rows = train_csv.read_text(encoding="utf-8").splitlines(keepends=True)
-            train_csv.write_text("".join(rows[rank :: len(hosts)]), encoding="utf-8")
+            header, *rows = train_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+            train_csv.write_text(header + "".join(rows[rank :: len(hosts)]), encoding="utf-8")
         trees.append(tree)
     return trees
 
@@ -91,6 +89,3 @@ def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float = 300) -> 
 def log_of(tree: Path) -> str:
     return (tree / "output" / "train.log").read_text(encoding="utf-8", errors="replace")
 
-
-def sample_rows(tree: Path, channel: str = "validation") -> np.ndarray:
-    return np.loadtxt(tree / "input" / "data" / channel / f"{channel}.csv", delimiter=",", ndmin=2)[:, 1:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import train
+from {{ cookiecutter.package_name }}._runtime import training
 
 from .support import environment_for, make_tree
 
@@ -19,5 +19,5 @@ def sagemaker_tree(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base_dir = make_tree(tmp_path_factory.mktemp("trained") / "ml")
-    assert train.main(environment_for(base_dir)) == 0
+    assert training.main(environment_for(base_dir)) == 0
     return base_dir

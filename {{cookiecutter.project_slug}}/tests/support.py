@@ -8,17 +8,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.data import write_sample_tree
-from {{ cookiecutter.package_name }}.environment import SageMakerEnvironment
-from {{ cookiecutter.package_name }}.hyperparameters import as_strings, defaults
-from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS
+import numpy as np
+
+from {{ cookiecutter.package_name }}.__main__ import write_sample_data
+from {{ cookiecutter.package_name }}._runtime.environment import SageMakerEnvironment
+from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split, schema
+from {{ cookiecutter.package_name }}._runtime.tables import Dataset, read_channel
+from {{ cookiecutter.package_name }}.model import TASK
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PACKAGE = "{{ cookiecutter.package_name }}"
+# The columns and task of this project's model.py and data.py: the tests hold for whatever they declare.
+SCHEMA = schema()
+FEATURES = SCHEMA.feature_names
+CLASSIFICATION = TASK == "classification"
 
 
 def make_tree(base_dir: Path) -> Path:
-    write_sample_tree(base_dir, as_strings(defaults(HYPERPARAMETERS)))
+    """What `python -m <package> sample-data DIR` writes."""
+    write_sample_data(base_dir)
     return base_dir
 
 
@@ -51,3 +59,27 @@ def child_environment(base_dir: Path | None = None, **variables: str) -> dict[st
     if base_dir is not None:
         environ["SAGEMAKER_BASE_DIR"] = str(base_dir)
     return environ
+
+
+def channel(tree: Path, name: str = "validation") -> Dataset:
+    """A channel of a tree as training reads it."""
+    return read_channel(name, tree / "input" / "data" / name, SCHEMA)
+
+
+def sample_rows(count: int | None = None) -> np.ndarray:
+    """Feature rows of the sample data's validation part, in the schema's order."""
+    return sample_split()[1].features[:count]
+
+
+def csv_body(rows: np.ndarray) -> bytes:
+    """Rows as a headerless CSV request body, written as a client would (shortest exact form)."""
+    return "".join(",".join(repr(float(value)) for value in row) + "\n" for row in rows).encode()
+
+
+def good_enough(predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndarray) -> bool:
+    """Better than the best constant answer: the commonest class, or the mean of the train labels."""
+    if CLASSIFICATION:
+        commonest = np.bincount(train_labels).argmax()
+        return float(np.mean(predicted == labels)) > float(np.mean(labels == commonest)) + 0.2
+    baseline = np.sqrt(np.mean((labels - train_labels.mean()) ** 2))
+    return float(np.sqrt(np.mean((np.asarray(predicted).reshape(-1) - labels) ** 2))) < 0.9 * baseline

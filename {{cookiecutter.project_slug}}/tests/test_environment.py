@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.environment import (
+from {{ cookiecutter.package_name }}._runtime.environment import (
     DEFAULT_DISTRIBUTED_PORT,
     Cluster,
     ContractError,

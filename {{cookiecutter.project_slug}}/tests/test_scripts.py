@@ -26,6 +26,9 @@ from .fake_cli import ACCOUNT, PASSWORD
 from .support import PROJECT_DIR
 {%- if cookiecutter.scope == "train+serve" and cookiecutter.base_image == "from-scratch" %}, make_tree{% endif %}
 
+# The slow tier: every test here starts the scripts, make and Python stand-ins for aws and docker.
+pytestmark = pytest.mark.slow
+
 IMAGE = "{{ cookiecutter.ecr_repository }}"
 DEFAULT_REGION = "{{ cookiecutter.aws_region }}"
 REGION = "eu-west-1"

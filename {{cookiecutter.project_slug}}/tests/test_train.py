@@ -1,31 +1,56 @@
 import json
 
-from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, Model
-from {{ cookiecutter.package_name }}.train import FAILURE_REASON_LIMIT, failure_reason, main
+import pytest
 
-from .support import environment_for, run_cli
+from {{ cookiecutter.package_name }}._runtime import metrics
+from {{ cookiecutter.package_name }}._runtime.framework import FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.tables import Schema
+from {{ cookiecutter.package_name }}._runtime.training import FAILURE_REASON_LIMIT, failure_reason, main
+from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, TASK
+
+from .support import FEATURES, SCHEMA, channel, environment_for, good_enough, run_cli
+
+METRICS = metrics.METRICS_BY_TASK[TASK]
 
 
 def set_hyperparameters(tree, values):
     (tree / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
 
 
-def test_training_writes_model_and_metrics(sagemaker_tree, capsys):
+def model_files(tree):
+    return sorted(path.name for path in (tree / "model").iterdir())
+
+
+def test_training_writes_model_schema_and_the_tasks_metrics(sagemaker_tree, capsys):
     assert main(environment_for(sagemaker_tree)) == 0
-    assert Model.load(sagemaker_tree / "model").num_features == 4
-    metrics = json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text())
-    assert metrics["validation:accuracy"] > 0.85
+    trained = FrameworkModel.load(sagemaker_tree / "model")
+    validation = channel(sagemaker_tree)
+    assert good_enough(trained.predict(validation.features), validation.labels, channel(sagemaker_tree, "train").labels)
+    assert Schema.load(sagemaker_tree / "model") == SCHEMA
+    scores = json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text())
+    assert set(scores) == {f"{channel}:{name}" for channel in ("train", "validation") for name in METRICS}
     printed = capsys.readouterr().out
-    assert "train:accuracy=" in printed
-    assert f"validation:accuracy={metrics['validation:accuracy']:.6f}" in printed
+    for name, value in scores.items():
+        assert f"{name}={value:.6f}" in printed.splitlines()
     assert not (sagemaker_tree / "output" / "failure").exists()
+
+
+def test_every_printed_metric_matches_its_definition(sagemaker_tree, capsys):
+    import re
+
+    assert main(environment_for(sagemaker_tree)) == 0
+    printed = capsys.readouterr().out
+    for definition in metrics.metric_definitions(TASK):
+        found = re.search(definition["Regex"], printed)
+        assert found, definition
+        assert float(found[1]) >= 0
 
 
 def test_validation_channel_is_optional(sagemaker_tree):
     config = sagemaker_tree / "input" / "config" / "inputdataconfig.json"
     config.write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
     assert main(environment_for(sagemaker_tree)) == 0
-    assert "validation:accuracy" not in json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text())
+    assert not any(name.startswith("validation:") for name in json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text()))
 
 
 def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
@@ -34,7 +59,48 @@ def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
     assert main(environment_for(sagemaker_tree)) == 1
     reason = (sagemaker_tree / "output" / "failure").read_text()
     assert reason.startswith(f"HyperparameterError: hyperparameter {name}='deep' is not a valid int")
-    assert not any((sagemaker_tree / "model").iterdir())
+    assert model_files(sagemaker_tree) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda header: header.replace(SCHEMA.label, "target"), "the label column '{label}' is missing from the header"),
+        (lambda header: header + ",extra", "column(s) 'extra' are not in the schema"),
+        (lambda header: "x" * len(header), "neither a header naming data.py's columns"),
+    ],
+)
+def test_a_bad_header_in_validation_fails_before_training_naming_the_column(sagemaker_tree, change, message):
+    path = sagemaker_tree / "input" / "data" / "validation" / "validation.csv"
+    header, *rows = path.read_text().splitlines()
+    extra = ",0" if "extra" in change("") else ""
+    path.write_text("\n".join([change(header), *(row + extra for row in rows)]) + "\n")
+    assert main(environment_for(sagemaker_tree)) == 1
+    reason = (sagemaker_tree / "output" / "failure").read_text()
+    assert reason.startswith("DataError: ") and str(path) in reason
+    assert message.format(label=SCHEMA.label) in reason
+    assert model_files(sagemaker_tree) == [], "nothing half-written"
+
+
+def test_a_label_of_the_wrong_type_names_the_column(sagemaker_tree):
+    path = sagemaker_tree / "input" / "data" / "train" / "train.csv"
+    header, first, *rows = path.read_text().splitlines()
+    cells = dict(zip(header.split(","), first.split(","), strict=True))
+    cells[SCHEMA.label] = "not-a-label"
+    path.write_text("\n".join([header, ",".join(cells.values()), *rows]) + "\n")
+    assert main(environment_for(sagemaker_tree)) == 1
+    assert f"line 2: column '{SCHEMA.label}' holds 'not-a-label', not a number" in (
+        sagemaker_tree / "output" / "failure"
+    ).read_text()
+
+
+def test_headerless_label_first_files_keep_working(sagemaker_tree):
+    for name in ("train", "validation"):
+        path = sagemaker_tree / "input" / "data" / name / f"{name}.csv"
+        dataset = channel(sagemaker_tree, name)
+        path.write_text("".join(",".join(map(str, [label, *row])) + "\n" for label, row in zip(dataset.labels.tolist(), dataset.features.tolist(), strict=True)))
+    assert main(environment_for(sagemaker_tree)) == 0
+    assert len(FEATURES) == len(Schema.load(sagemaker_tree / "model").features)
 
 
 def test_missing_train_channel_is_named(sagemaker_tree):
@@ -59,7 +125,7 @@ def test_failure_reason_keeps_the_start_and_fits_sagemakers_limit():
 def test_container_command_exit_codes(sagemaker_tree):
     finished = run_cli("train", base_dir=sagemaker_tree)
     assert finished.returncode == 0, finished.stderr
-    assert "validation:accuracy=" in finished.stdout
+    assert f"validation:{METRICS[0]}=" in finished.stdout
     set_hyperparameters(sagemaker_tree, {"no_such_knob": "1"})
     failed = run_cli("train", base_dir=sagemaker_tree)
     assert failed.returncode == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import main
+    from ._runtime.training import main
 
     return main()
 
@@ -21,25 +21,36 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from ._runtime.server import serve
 
     serve()
     return 0
 {%- endif %}
 
 
-def _sample_data(args: argparse.Namespace) -> int:
-    from .data import write_sample_tree
-    from .hyperparameters import as_strings, defaults
+def write_sample_data(directory: Path, train_files: int = 1) -> None:
+    """The sample data set as a SageMaker tree, with the default hyperparameters{% if cookiecutter.scope == "train+serve" %} and request bodies{% endif %}."""
+    from ._runtime.hyperparameters import as_strings, defaults
+    from ._runtime.sample_tree import write_sample_tree
+{%- if cookiecutter.scope == "train+serve" %}
+    from ._runtime.payloads import write_sample_requests
+{%- endif %}
     from .model import HYPERPARAMETERS
 
-    write_sample_tree(args.directory, as_strings(defaults(HYPERPARAMETERS)), train_files=args.train_files)
+    write_sample_tree(directory, as_strings(defaults(HYPERPARAMETERS)), train_files=train_files)
+{%- if cookiecutter.scope == "train+serve" %}
+    write_sample_requests(directory / "sample-requests")
+{%- endif %}
+
+
+def _sample_data(args: argparse.Namespace) -> int:
+    write_sample_data(args.directory, args.train_files)
     print(f"wrote a SageMaker directory tree with the sample data set to {args.directory}")
     return 0
 
 
 def _hyperparameters(args: argparse.Namespace) -> int:
-    from .hyperparameters import markdown_table
+    from ._runtime.hyperparameters import markdown_table
     from .model import HYPERPARAMETERS
 
     print(markdown_table(HYPERPARAMETERS))

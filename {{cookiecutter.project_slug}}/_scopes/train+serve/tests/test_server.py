@@ -16,12 +16,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package_name }}.inference import model_fn
-from {{ cookiecutter.package_name }}.server import LoadedModel, negotiate
+from {{ cookiecutter.package_name }}._runtime.inference import model_fn
+from {{ cookiecutter.package_name }}._runtime.server import ServedModel, negotiate
 
-from .support import PACKAGE, child_environment
+from .support import FEATURES, PACKAGE, SCHEMA, child_environment, csv_body, sample_rows
 
-ONE_ROW = b"5.1,3.5,1.4,0.2"
+ROWS = sample_rows(2)
+ONE_ROW = csv_body(ROWS[:1]).strip()
+TWO_ROWS = csv_body(ROWS)
+WIDTH = len(FEATURES)
+FLOATS = np.array([kind == "float" for _, kind in SCHEMA.features])
 PAYLOAD_LIMIT = 10_000  # bytes: the module server runs with SAGEMAKER_MAX_PAYLOAD_IN_MB=0.01
 
 
@@ -109,9 +113,18 @@ def model(trained_tree):
 
 
 @pytest.fixture(scope="module")
-def known_rows(trained_tree) -> np.ndarray:
-    table = np.loadtxt(trained_tree / "input" / "data" / "train" / "train.csv", delimiter=",", ndmin=2)
-    return table[:, 1:]
+def known_rows() -> np.ndarray:
+    return sample_rows()
+
+
+def as_csv(values) -> bytes:
+    return "".join(f"{value}\n" for value in values.tolist()).encode()
+
+
+@pytest.fixture(scope="module")
+def expected(model) -> np.ndarray:
+    """What the model answers for ROWS in process: the server must answer the same."""
+    return model.model.predict(ROWS)
 
 
 def invoke(server, body, content_type="text/csv", accept=None):
@@ -125,19 +138,45 @@ def test_ping_is_healthy(server):
     assert server.request("GET", "/ping")[0] == 200
 
 
-def test_one_csv_row(server):
-    assert invoke(server, ONE_ROW) == (200, "text/csv", b"0\n")
+def test_one_csv_row(server, expected):
+    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected[:1]))
 
 
-def test_many_csv_rows_answered_as_json(server):
-    status, content_type, body = invoke(server, b"5.1,3.5,1.4,0.2\n7.7,3.0,6.1,2.3\n", accept="application/json")
+def test_many_csv_rows_answered_as_json(server, expected):
+    status, content_type, body = invoke(server, TWO_ROWS, accept="application/json")
     assert (status, content_type) == (200, "application/json")
-    assert json.loads(body) == {"predictions": [0, 2]}
+    assert json.loads(body) == {"predictions": expected.tolist()}
 
 
-def test_json_in_csv_out(server):
-    body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]})
-    assert invoke(server, body, "application/json", accept="text/csv") == (200, "text/csv", b"0\n2\n")
+def test_json_in_csv_out(server, expected):
+    body = json.dumps({"instances": ROWS.tolist()})
+    assert invoke(server, body, "application/json", accept="text/csv") == (200, "text/csv", as_csv(expected))
+
+
+def test_json_records_by_name(server, expected):
+    body = json.dumps({"instances": [dict(zip(FEATURES, row, strict=True)) for row in ROWS.tolist()]})
+    status, content_type, answer = invoke(server, body, "application/json")
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(answer) == {"predictions": expected.tolist()}
+
+
+def test_a_record_missing_a_feature_gets_a_400_naming_it(server):
+    record = dict(zip(FEATURES[1:], ROWS[0].tolist()[1:], strict=True))
+    status, _, answer = invoke(server, json.dumps({"instances": [record]}), "application/json")
+    assert status == 400
+    assert f"record 0: missing '{FEATURES[0]}'".encode() in answer
+
+
+def test_probabilities_when_accept_asks_for_them(server, model, expected):
+    status, content_type, answer = invoke(server, TWO_ROWS, accept="application/json; probabilities=true")
+    if model.schema.is_classification:
+        assert (status, content_type) == (200, "application/json")
+        document = json.loads(answer)
+        assert document["predictions"] == expected.tolist()
+        assert len(document["probabilities"]) == len(ROWS)
+    else:
+        assert status == 406
+        assert b"classifiers only" in answer
 
 
 def test_accept_with_preferences(server):
@@ -167,12 +206,12 @@ def test_accept_negotiation(header, choice):
     [
         (ONE_ROW, "text/plain", None, 415, b"use text/csv or application/json"),
         (ONE_ROW, "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
-        (b"5.1,oops,1.4,0.2", "text/csv", None, 400, b"malformed CSV"),
-        (b"5.1,3.5,1.4", "text/csv", None, 400, b"each row needs 4 features, got 3"),
+        (b"oops" + ONE_ROW[ONE_ROW.index(b","):], "text/csv", None, 400, b"malformed CSV"),
+        (ONE_ROW[: ONE_ROW.rindex(b",")], "text/csv", None, 400, f"needs {WIDTH} features".encode()),
         (b"{", "application/json", None, 400, b"malformed JSON"),
         (b"[" * 5_000, "application/json", None, 400, b"malformed JSON"),
-        (b"[[1e999, 1, 2, 3]]", "application/json", None, 400, b"finite"),
-        (b"[[" + b"9" * 400 + b", 1, 2, 3]]", "application/json", None, 400, b"lists of numbers"),
+        (b"[[1e999" + b", 1" * (WIDTH - 1) + b"]]", "application/json", None, 400, b"finite"),
+        (b"[[" + b"9" * 400 + b", 1" * (WIDTH - 1) + b"]]", "application/json", None, 400, b"lists of numbers"),
         (b"1," * 10_000, "text/csv", None, 413, b"over the limit"),
     ],
 )
@@ -206,10 +245,10 @@ def test_oversized_chunked_body_is_refused_while_still_arriving(server):
     assert b"over the limit" in answer
 
 
-def test_chunked_body_within_the_limit(server):
+def test_chunked_body_within_the_limit(server, expected):
     with server.connect() as sock:
-        sock.sendall(post_head() + chunk(b"5.1,3.5,") + chunk(b"1.4,0.2\n7.7,3.0,6.1,2.3") + b"0\r\n\r\n")
-        assert read_response(sock) == (200, b"0\n2\n")
+        sock.sendall(post_head() + chunk(TWO_ROWS[:7]) + chunk(TWO_ROWS[7:]) + b"0\r\n\r\n")
+        assert read_response(sock) == (200, as_csv(expected))
 
 
 class Exploit:
@@ -238,11 +277,11 @@ def test_a_burst_of_concurrent_requests_gets_every_answer_right(server, model, k
     cases = []
     for index in range(500):
         picked = known_rows[rng.integers(len(known_rows), size=int(rng.integers(1, 9)))]
-        rows = np.round(picked + rng.normal(0, 0.3, picked.shape), 2)
+        rows = np.round(picked + rng.normal(0, 0.3, picked.shape) * FLOATS, 2)  # int features stay whole
         as_json = index % 2 == 1
         body = json.dumps(rows.tolist()) if as_json else "\n".join(",".join(map(str, row)) for row in rows.tolist())
         accept = "text/csv" if index % 3 == 0 else "application/json"
-        cases.append((body.encode(), "application/json" if as_json else "text/csv", accept, model.predict(rows)))
+        cases.append((body.encode(), "application/json" if as_json else "text/csv", accept, model.model.predict(rows)))
 
     def send_all(mine):
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # kept alive throughout
@@ -279,7 +318,7 @@ json_bodies = st.recursive(
 known_types = st.sampled_from(["text/csv", "application/json", "text/csv; charset=utf-8", "application/x-npy", ""])
 
 
-def test_arbitrary_requests_never_get_a_5xx(server):
+def test_arbitrary_requests_never_get_a_5xx(server, expected):
     @settings(max_examples=100, deadline=None, database=None)
     @given(
         body=st.one_of(st.binary(max_size=2048), csv_bodies, json_bodies),
@@ -293,7 +332,7 @@ def test_arbitrary_requests_never_get_a_5xx(server):
 
     throw()
     assert server.request("GET", "/ping")[0] == 200
-    assert invoke(server, ONE_ROW) == (200, "text/csv", b"0\n")
+    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected[:1]))
 
 
 def test_a_corrupt_model_is_a_reason_not_a_crash(tmp_path, trained_tree, caplog):
@@ -301,7 +340,7 @@ def test_a_corrupt_model_is_a_reason_not_a_crash(tmp_path, trained_tree, caplog)
     for path in (tmp_path / "model").rglob("*"):
         if path.is_file():
             path.write_bytes(b"not a model")
-    loaded = LoadedModel(tmp_path / "model")
+    loaded = ServedModel(tmp_path / "model")
     assert loaded.model is None
     assert loaded.error.startswith(f"cannot load the model from {tmp_path / 'model'}: ")
     assert [record.getMessage() for record in caplog.records if record.name.endswith(".server")] == [loaded.error]
@@ -325,10 +364,10 @@ def test_missing_model_is_unhealthy_with_a_reason(tmp_path):
     assert "Traceback" not in log
 
 
-def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(trained_tree):
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(trained_tree, expected):
     running = Server(trained_tree)
     assert running.wait_until_listening()[0] == 200
-    body = b"5.1,3.5,1.4,0.2\n7.7,3.0,6.1,2.3\n"
+    body = TWO_ROWS
     with running.connect() as sock:
         sock.sendall(post_head(content_length=len(body)) + body[:10])
         time.sleep(0.3)  # a worker holds the request and waits for the rest of its body
@@ -338,6 +377,6 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(trained_tree):
         sock.sendall(body[10:])  # the rest arrives while the server is shutting down
         answer = read_response(sock)
     code, log = running.stop()
-    assert answer == (200, b"0\n2\n")
+    assert answer == (200, as_csv(expected))
     assert code == 0, log
     assert time.monotonic() - signalled < 20, "SageMaker kills the container 30 s after SIGTERM"

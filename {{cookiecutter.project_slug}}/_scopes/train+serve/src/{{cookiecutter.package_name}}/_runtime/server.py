@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
 from . import inference
+from .payloads import PROBABILITIES, wants_probabilities
 from .environment import SageMakerEnvironment
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ServerSettings:
         )
 
 
-class LoadedModel:
+class ServedModel:
     """The model, or the reason there is none (reported by /ping, logged once)."""
 
     def __init__(self, model_dir: Path) -> None:
@@ -115,7 +116,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class App:
     """The ASGI application. Handlers run on the worker's event loop: one request at a time."""
 
-    def __init__(self, loaded: LoadedModel, settings: ServerSettings) -> None:
+    def __init__(self, loaded: ServedModel, settings: ServerSettings) -> None:
         self.loaded = loaded
         self.settings = settings
 
@@ -155,7 +156,7 @@ class App:
             body_read = True
             rows = inference.input_fn(body, content_type)
             prediction = inference.predict_fn(rows, self.loaded.model)
-            await _respond(send, 200, inference.output_fn(prediction, accept), accept)
+            await _respond(send, 200, inference.output_fn(prediction, accept), inference.media_type(accept))
         except inference.InferenceError as error:
             # An unread body would be taken for the next request: close the connection instead.
             reason = str(error).replace("\n", " ")
@@ -172,7 +173,8 @@ class App:
             raise inference.UnsupportedAccept(
                 f"accept type {header!r} is not supported; use {' or '.join(inference.ACCEPT_TYPES)}"
             )
-        return choice
+        # The media type chosen, with the one parameter the handlers read (class probabilities).
+        return f"{choice}; {PROBABILITIES}=true" if wants_probabilities(header) else choice
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         """The body, refused as soon as it is known to be over the limit: never read whole first."""
@@ -204,7 +206,7 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str, clos
 
 
 def create_app(model_dir: Path, settings: ServerSettings) -> App:
-    return App(LoadedModel(model_dir), settings)
+    return App(ServedModel(model_dir), settings)
 
 
 class ServingWorker(UvicornWorker):

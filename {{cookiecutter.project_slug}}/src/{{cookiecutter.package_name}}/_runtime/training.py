@@ -2,7 +2,7 @@
 
 `main` is the one top-level handler: whatever goes wrong, the reason lands in the failure
 file (SageMaker shows its first 1024 characters as the job's FailureReason) and the process
-exits non-zero.
+exits non-zero. The model and its schema are written only once training and evaluation succeeded.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import traceback
 from types import FrameType
 from typing import Any
 
-import numpy as np
-
-from . import data, hyperparameters
+from .. import data, model
+from . import hyperparameters, metrics
+from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
-from .model import HYPERPARAMETERS, Model
+from .framework import BUILDERS, FrameworkModel
+from .tables import Dataset, DataError, Schema, read_channel
 
 logger = logging.getLogger(__name__)
 
@@ -29,58 +30,58 @@ class TrainingStopped(Exception):
     """SageMaker asked the job to stop (StopTrainingJob sends SIGTERM)."""
 
 
-def accuracy(model: Model, dataset: data.Dataset) -> float:
-    return float(np.mean(model.predict(dataset.features) == dataset.labels))
+def evaluate(trained: FrameworkModel, dataset: Dataset, channel: str) -> dict[str, float]:
+    scores = metrics.evaluate(model.TASK, trained.predict(dataset.features), dataset.labels)
+    return {f"{channel}:{name}": value for name, value in scores.items()}
 
 
 def run(env: SageMakerEnvironment) -> dict[str, float]:
     """Train once; returns the metrics it printed."""
-    params = hyperparameters.parse(HYPERPARAMETERS, env.hyperparameters())
+    check_definitions(model, data, BUILDERS)
+    schema = Schema.from_definitions(model, data)
+    params = hyperparameters.parse(model.HYPERPARAMETERS, env.hyperparameters())
     cluster = env.cluster()
     channels = env.channels()
     if "train" not in channels:
-        raise data.DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
-    train_set = data.read_channel("train", env.channel_dir("train"))
+        raise DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
+    train_set = read_channel("train", env.channel_dir("train"), schema)
+    # Read before training, so that a bad validation file fails the job before hours of work.
+    validation_set = read_channel("validation", env.channel_dir("validation"), schema) if "validation" in channels else None
     logger.info(
-        "training on %d rows, %d features, hyperparameters %s, host %s of %s",
-        len(train_set.labels),
-        train_set.num_features,
+        "training a %s model on %d rows, %d features, hyperparameters %s, host %s of %s",
+        model.TASK,
+        len(train_set),
+        len(schema.features),
         params,
         cluster.current_host,
         ", ".join(cluster.hosts),
     )
-    model = Model.fit(
-        train_set.features,
-        train_set.labels,
-        params,
-        num_gpus=env.num_gpus,
-        checkpoint_dir=env.checkpoint_dir_if_enabled,
+    job = TrainingJob(
         cluster=cluster,
+        checkpoint_dir=env.checkpoint_dir_if_enabled,
+        num_gpus=env.num_gpus,
         sharded=env.distribution("train") != FULLY_REPLICATED,
     )
+    trained = FrameworkModel.fit(train_set.features, train_set.labels, params, job)
     if not cluster.is_master:
         # Every host holds the same trained weights; the master alone reports and writes them.
         logger.info("training finished on %s; the master %s writes the model", cluster.current_host, cluster.master)
         return {}
 
-    metrics = {"train:accuracy": accuracy(model, train_set)}
-    if "validation" in channels:
-        validation_set = data.read_channel("validation", env.channel_dir("validation"))
-        if validation_set.num_features != train_set.num_features:
-            raise data.DataError(
-                f"channel 'validation' has {validation_set.num_features} features, "
-                f"channel 'train' has {train_set.num_features}"
-            )
-        metrics["validation:accuracy"] = accuracy(model, validation_set)
-    for name, value in metrics.items():
+    scores = evaluate(trained, train_set, "train")
+    if validation_set is not None:
+        scores |= evaluate(trained, validation_set, "validation")
+    for name, value in scores.items():
         # One line per metric, in the form the launcher's metric definitions match.
-        print(f"{name}={value:.6f}", flush=True)
+        channel, metric = name.split(":")
+        print(metrics.metric_line(channel, metric, value), flush=True)
 
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
-    (env.output_data_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    saved = model.save(env.model_dir)
+    (env.output_data_dir / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    saved = trained.save(env.model_dir)
+    schema.save(env.model_dir)
     logger.info("model written to %s", saved)
-    return metrics
+    return scores
 
 
 def failure_reason(error: BaseException) -> str:

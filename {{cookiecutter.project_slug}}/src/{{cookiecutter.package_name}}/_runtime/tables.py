@@ -1,0 +1,241 @@
+"""CSV tables against the declared schema: channel files for training, the sample data set, schema.json.
+
+A file may start with a header row; its columns are then matched to data.py's FEATURES and LABEL by
+name, in any order. A file without one follows SageMaker's built-in algorithms: the label, then the
+features in FEATURES order. Every refusal names the file, the column and, where it can, the line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .contract import Table
+
+SCHEMA_FILE = "schema.json"
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"  # what spreadsheet programs put before UTF-8 CSV
+
+
+class DataError(ValueError):
+    """A channel is missing, empty or holds rows that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The columns a model is trained on and answers for; saved beside the model as schema.json."""
+
+    features: tuple[tuple[str, str], ...]  # (name, "float" or "int"), in the model's order
+    label: str
+    task: str
+
+    @classmethod
+    def from_definitions(cls, model: ModuleType, data: ModuleType) -> Schema:
+        features = tuple((name, kind.__name__) for name, kind in data.FEATURES.items())
+        return cls(features, data.LABEL, model.TASK)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.features)
+
+    @property
+    def integer_features(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.features if kind == "int")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": [{"name": n, "type": t} for n, t in self.features], "label": self.label, "task": self.task}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Schema:
+        features = tuple((str(item["name"]), str(item["type"])) for item in document["features"])
+        return cls(features, str(document["label"]), str(document["task"]))
+
+    def save(self, model_dir: Path) -> Path:
+        target = model_dir / SCHEMA_FILE
+        partial = model_dir / f".{SCHEMA_FILE}.partial"
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, target)
+        return target
+
+    @classmethod
+    def load(cls, model_dir: Path) -> Schema:
+        return cls.from_json(json.loads((model_dir / SCHEMA_FILE).read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    features: np.ndarray  # float64, columns in the schema's order
+    labels: np.ndarray  # int64 class indices (classification) or float64 (regression)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def quoted(names: Iterable[str]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def split_cells(line: str) -> list[str]:
+    return [cell.strip().strip('"').strip() for cell in line.split(",")]
+
+
+def is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def header_columns(cells: list[str], schema: Schema, source: str) -> list[str] | None:
+    """The names a first row gives the columns, or None when it is a row of data."""
+    known = {*schema.feature_names, schema.label}
+    if known.intersection(cells):
+        duplicated = sorted({cell for cell in cells if cells.count(cell) > 1})
+        if duplicated:
+            raise DataError(f"{source}: the header names {quoted(duplicated)} more than once")
+        return cells
+    if all(is_number(cell) for cell in cells):
+        return None
+    raise DataError(
+        f"{source}: the first row is neither a header naming data.py's columns "
+        f"({quoted([*schema.feature_names, schema.label])}) nor a row of numbers: {quoted(cells[:8])}"
+    )
+
+
+def column_positions(columns: list[str], schema: Schema, source: str, label: bool) -> list[int]:
+    """Where each feature (and, for training, first the label) sits among a header's columns."""
+    missing = [name for name in schema.feature_names if name not in columns]
+    if missing:
+        raise DataError(f"{source}: feature column(s) {quoted(missing)} missing from the header")
+    if label and schema.label not in columns:
+        raise DataError(f"{source}: the label column '{schema.label}' is missing from the header")
+    if not label and schema.label in columns:
+        raise DataError(f"{source}: column '{schema.label}' is the label; send the features only")
+    unknown = [name for name in columns if name not in {*schema.feature_names, schema.label}]
+    if unknown:
+        raise DataError(
+            f"{source}: column(s) {quoted(unknown)} are not in the schema (data.py's FEATURES and LABEL); "
+            "remove them or declare them"
+        )
+    wanted = [schema.label, *schema.feature_names] if label else list(schema.feature_names)
+    return [columns.index(name) for name in wanted]
+
+
+def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) -> np.ndarray:
+    """The rows of `text` as float64, or a DataError naming the column and line of the first bad cell."""
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments=None, quotechar='"')
+    except ValueError as error:
+        message = str(error).splitlines()[0]
+        bad_cell = re.search(r"could not convert string (.*) to float64 at row (\d+), column (\d+)", message)
+        if bad_cell:
+            value, row, column = bad_cell[1], int(bad_cell[2]), int(bad_cell[3])
+            name = names[column - 1] if column <= len(names) else f"#{column}"
+            raise DataError(f"{source} line {row + 1 + skipped_lines}: column '{name}' holds {value}, not a number")
+        widths = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
+        if widths:
+            expected, found, row = widths.groups()
+            raise DataError(f"{source} line {int(row) + skipped_lines}: {found} columns where the rows above have {expected}")
+        raise DataError(f"{source} is not numeric CSV: {message}") from None
+
+
+def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
+    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label."""
+    whole = {*schema.integer_features, *([schema.label] if schema.is_classification else [])}
+    for position, name in enumerate(names):
+        values = table[:, position]
+        bad = ~np.isfinite(values)
+        rule = "a finite number"
+        if name in whole:
+            bad |= values != np.round(values)
+            rule = "a whole number"
+        if name == schema.label and schema.is_classification:
+            bad |= values < 0
+            rule = "a class index (an integer from 0); map class names to 0, 1, 2, ..."
+        if bad.any():
+            row = int(np.argmax(bad))
+            kind = "the label" if name == schema.label else "a feature"
+            line = f" line {first_line + row}" if first_line else f" row {row + 1}"
+            raise DataError(f"{source}{line}: column '{name}' ({kind}) holds {values[row]:g}; it must be {rule}")
+
+
+def read_csv(path: Path, schema: Schema) -> np.ndarray:
+    """One channel file as rows of [label, *features] in the schema's order (no rows: shape (0, 0))."""
+    try:
+        content = path.read_bytes().removeprefix(BYTE_ORDER_MARK)
+        text = content.decode("utf-8")
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text (byte {error.start}): is it a CSV file?") from None
+    lines = text.lstrip("\r\n").splitlines()
+    if not lines or not text.strip():
+        return np.empty((0, 0))
+    columns = header_columns(split_cells(lines[0]), schema, str(path))
+    wanted = [schema.label, *schema.feature_names]
+    if columns is None:
+        if len(split_cells(lines[0])) != len(wanted):
+            raise DataError(
+                f"{path} has no header and {len(split_cells(lines[0]))} columns; a file without a header holds "
+                f"the label, then data.py's {len(schema.features)} features in order ({quoted(schema.feature_names)}). "
+                "Add a header row naming the columns, or reorder them."
+            )
+        table = parse_numbers("\n".join(lines), str(path), wanted, skipped_lines=0)
+        check_values(table, wanted, schema, str(path), first_line=1)
+        return table
+    positions = column_positions(columns, schema, str(path), label=True)
+    if len(lines) == 1:
+        return np.empty((0, 0))
+    table = parse_numbers("\n".join(lines[1:]), str(path), columns, skipped_lines=1)
+    ordered = table[:, positions]
+    check_values(ordered, wanted, schema, str(path), first_line=2)
+    return ordered
+
+
+def read_channel(name: str, directory: Path, schema: Schema) -> Dataset:
+    """All rows of one channel: every `*.csv` file under its folder, in any sub-folder, in name order."""
+    if not directory.is_dir():
+        raise DataError(f"channel '{name}' is missing: no folder at {directory}")
+    files = sorted(path for path in directory.rglob("*.csv") if path.is_file())
+    if not files:
+        raise DataError(f"channel '{name}' holds no .csv files in {directory}")
+    tables = [table for path in files if (table := read_csv(path, schema)).size]
+    if not tables:
+        raise DataError(f"channel '{name}' has no rows: every .csv file in {directory} is empty")
+    rows = np.concatenate(tables)
+    labels = rows[:, 0].astype(np.int64) if schema.is_classification else rows[:, 0]
+    return Dataset(features=rows[:, 1:], labels=labels)
+
+
+def write_csv(path: Path, table: Table, integer_columns: Iterable[str] = ()) -> None:
+    """A table as CSV with a header row, whole-number columns written without a decimal point."""
+    whole = set(integer_columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    formats = ["%d" if name in whole else "%.10g" for name in table.columns]
+    np.savetxt(path, table.rows, delimiter=",", fmt=formats, header=",".join(table.columns), comments="")
+
+
+def dataset_from_table(table: Table, schema: Schema, source: str = "sample_data()") -> Dataset:
+    """A Table (data.py's sample data) checked against the schema like a channel file."""
+    positions = column_positions(list(table.columns), schema, source, label=True)
+    ordered = np.asarray(table.rows, dtype=np.float64)[:, positions]
+    check_values(ordered, [schema.label, *schema.feature_names], schema, source, first_line=0)
+    labels = ordered[:, 0].astype(np.int64) if schema.is_classification else ordered[:, 0]
+    return Dataset(features=ordered[:, 1:], labels=labels)
+
+
+def table_of(dataset: Dataset, schema: Schema) -> Table:
+    return Table((schema.label, *schema.feature_names), np.column_stack([dataset.labels, dataset.features]))
