@@ -95,8 +95,12 @@ class Project:
         return self
 
     def features(self, channel: str = "validation") -> np.ndarray:
+        """A channel's feature columns, in the model's order (the sample requests' records name them)."""
         path = self.base_dir / "input" / "data" / channel / f"{channel}.csv"
-        return np.loadtxt(path, delimiter=",", ndmin=2)[:, 1:]
+        header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        records = json.loads((self.base_dir / "sample-requests" / "payload.json").read_text(encoding="utf-8"))
+        names = list(records["instances"][0])
+        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)[:, [header.index(name) for name in names]]
 
 
 def install(project_root: Path, venv_dir: Path) -> Path:

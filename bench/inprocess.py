@@ -14,12 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def ceiling(package: str, model_dir: Path, payloads: list[tuple[str, str, Path]], seconds: float) -> dict:
     """For each (name, content type, body file): calls per second and the answer."""
-    inference = importlib.import_module(f"{package}.inference")
+    inference = importlib.import_module(f"{package}._runtime.inference")
     model = inference.model_fn(model_dir)
     results = {}
     for name, content_type, body_file in payloads:
@@ -42,11 +40,15 @@ def ceiling(package: str, model_dir: Path, payloads: list[tuple[str, str, Path]]
 
 def train_direct(package: str, data: Path, model_dir: Path) -> dict:
     model_module = importlib.import_module(f"{package}.model")
-    hyperparameters = importlib.import_module(f"{package}.hyperparameters")
-    table = np.loadtxt(data, delimiter=",", ndmin=2)
+    runtime = {name: importlib.import_module(f"{package}._runtime.{name}") for name in ("contract", "framework")}
+    hyperparameters = importlib.import_module(f"{package}._runtime.hyperparameters")
+    tables = importlib.import_module(f"{package}._runtime.tables")
+    schema = importlib.import_module(f"{package}._runtime.sample_tree").schema()
+    dataset = tables.read_channel("train", data.parent, schema)
     params = hyperparameters.defaults(model_module.HYPERPARAMETERS)
     # The sample tree has no checkpoints/ folder, so the job does not checkpoint either: same model work.
-    model_module.Model.fit(table[:, 1:], table[:, 0].astype(np.int64), params).save(model_dir)
+    job = runtime["contract"].TrainingJob.single_host()
+    runtime["framework"].FrameworkModel.fit(dataset.features, dataset.labels, params, job).save(model_dir)
     return {"saved": str(model_dir)}
 
 

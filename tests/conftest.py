@@ -64,12 +64,33 @@ SUPPORTED = [c for c in ALL_COMBINATIONS if is_supported(c)]
 REFUSED = [c for c in ALL_COMBINATIONS if not is_supported(c)]
 
 
+# The template's part of every project's package (`src/<package>/_runtime/`); model.py and data.py are the user's.
+RUNTIME_MODULES = (
+    "__init__.py",
+    "contract.py",
+    "environment.py",
+    "framework.py",
+    "hyperparameters.py",
+    "metrics.py",
+    "sample_tree.py",
+    "tables.py",
+    "training.py",
+)
+FRAMEWORK_RUNTIME_MODULES = {
+    "sklearn": (),
+    "pytorch": ("distributed.py",),
+    "tensorflow": ("batches.py", "checkpoints.py", "distributed.py"),
+}
+SERVING_MODULES = ("inference.py", "payloads.py", "server.py")
+
+
 def expected_files(answers: dict[str, str]) -> set[str]:
     """Every file a rendered project must hold, and nothing else."""
     package = answers.get("package_name", "iris_classifier")
     src = f"src/{package}"
     files = {
         ".cookiecutter.json",
+        ".cruft.json",
         ".dockerignore",
         ".gitignore",
         "Dockerfile",
@@ -85,20 +106,19 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         f"{src}/__init__.py",
         f"{src}/__main__.py",
         f"{src}/data.py",
-        f"{src}/environment.py",
-        f"{src}/hyperparameters.py",
         f"{src}/model.py",
-        f"{src}/train.py",
+        *(f"{src}/_runtime/{name}" for name in RUNTIME_MODULES),
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/support.py",
         "tests/cluster.py",
         "tests/test_cli.py",
+        "tests/test_contract.py",
         "tests/test_data.py",
         "tests/test_environment.py",
         "tests/test_hyperparameters.py",
         "tests/fake_cli.py",
-        "tests/test_model.py",
+        "tests/test_framework.py",
         "tests/test_scripts.py",
         "tests/test_train.py",
     }
@@ -106,12 +126,13 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         files |= {"prebuilt-images.json", "toolkit/train_entry.py", "tests/test_toolkit_training.py"}
         if answers.get("scope", "train+serve") == "train+serve":
             files |= {"toolkit/inference.py", "tests/test_toolkit_inference.py"}
-    if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
-        files.add("tests/test_stop_and_resume.py")
-    if answers.get("framework", "sklearn") in ("pytorch", "tensorflow"):
-        files.add("tests/test_multi_host.py")
+    framework = answers.get("framework", "sklearn")
+    files |= {f"{src}/_runtime/{name}" for name in FRAMEWORK_RUNTIME_MODULES[framework]}
+    if framework in ("pytorch", "tensorflow"):
+        files |= {"tests/test_stop_and_resume.py", "tests/test_multi_host.py"}
     if answers.get("scope", "train+serve") == "train+serve":
-        files |= {f"{src}/inference.py", f"{src}/server.py", "tests/test_inference.py", "tests/test_server.py"}
+        files |= {f"{src}/_runtime/{name}" for name in SERVING_MODULES}
+        files |= {"tests/test_inference.py", "tests/test_server.py"}
     if answers.get("ci", "github-actions") == "github-actions":
         files.add(".github/workflows/ci.yml")
     return files

@@ -52,13 +52,14 @@ def test_notebook_is_valid(project):
 
 # What a project's multi-host tests run: where every one of these files is byte-identical to the copy in
 # the first combination of the same framework, running them again would repeat that run (a minute or more).
-MULTI_HOST_CODE = ("model.py", "train.py", "environment.py", "data.py", "hyperparameters.py")
-MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_model.py")
+MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py")
+SERVING_ONLY = {"inference.py", "payloads.py", "server.py", "__main__.py"}
 
 
 def multi_host_code(project: Path) -> dict[str, bytes]:
     package = project / "src" / package_name(project)
-    files = [package / name for name in MULTI_HOST_CODE] + [project / "tests" / name for name in MULTI_HOST_TESTS]
+    files = [path for path in package.rglob("*.py") if path.name not in SERVING_ONLY]
+    files += [project / "tests" / name for name in MULTI_HOST_TESTS]
     return {path.relative_to(project).as_posix(): path.read_bytes() for path in files if path.exists()}
 
 

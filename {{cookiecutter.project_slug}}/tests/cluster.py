@@ -88,4 +88,3 @@ def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float = 300) -> 
 
 def log_of(tree: Path) -> str:
     return (tree / "output" / "train.log").read_text(encoding="utf-8", errors="replace")
-

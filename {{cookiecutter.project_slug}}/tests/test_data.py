@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }}._runtime.contract import Table
-from {{ cookiecutter.package_name }}._runtime.tables import DataError, Schema, dataset_from_table, read_channel
 from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split, write_sample_tree
+from {{ cookiecutter.package_name }}._runtime.tables import DataError, Schema, dataset_from_table, read_channel
 
 from .support import FEATURES, SCHEMA, channel
 

@@ -10,7 +10,6 @@ from {{ cookiecutter.package_name }}._runtime.hyperparameters import (
 )
 from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS
 
-
 SCHEMA = (
     Hyperparameter("epochs", int, 10, "passes", minimum=1),
     Hyperparameter("rate", float, 0.1, "step", minimum=0.0, maximum=1.0),
@@ -70,7 +69,6 @@ def test_as_strings_spells_values_as_sagemaker_does():
 def test_defaults_round_trip_through_strings():
     project_defaults = defaults(HYPERPARAMETERS)
     assert parse(HYPERPARAMETERS, as_strings(project_defaults)) == project_defaults
-
 
 
 def test_the_table_lists_every_hyperparameter_with_its_default():

@@ -50,7 +50,8 @@ def test_validation_channel_is_optional(sagemaker_tree):
     config = sagemaker_tree / "input" / "config" / "inputdataconfig.json"
     config.write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
     assert main(environment_for(sagemaker_tree)) == 0
-    assert not any(name.startswith("validation:") for name in json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text()))
+    scores = json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text())
+    assert not any(name.startswith("validation:") for name in scores)
 
 
 def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
@@ -65,7 +66,7 @@ def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda header: header.replace(SCHEMA.label, "target"), "the label column '{label}' is missing from the header"),
+        (lambda header: header.replace(SCHEMA.label, "target"), "label column '{label}' is missing from the header"),
         (lambda header: header + ",extra", "column(s) 'extra' are not in the schema"),
         (lambda header: "x" * len(header), "neither a header naming data.py's columns"),
     ],
@@ -89,16 +90,22 @@ def test_a_label_of_the_wrong_type_names_the_column(sagemaker_tree):
     cells[SCHEMA.label] = "not-a-label"
     path.write_text("\n".join([header, ",".join(cells.values()), *rows]) + "\n")
     assert main(environment_for(sagemaker_tree)) == 1
-    assert f"line 2: column '{SCHEMA.label}' holds 'not-a-label', not a number" in (
-        sagemaker_tree / "output" / "failure"
-    ).read_text()
+    assert (
+        f"line 2: column '{SCHEMA.label}' holds 'not-a-label', not a number"
+        in (sagemaker_tree / "output" / "failure").read_text()
+    )
 
 
 def test_headerless_label_first_files_keep_working(sagemaker_tree):
     for name in ("train", "validation"):
         path = sagemaker_tree / "input" / "data" / name / f"{name}.csv"
         dataset = channel(sagemaker_tree, name)
-        path.write_text("".join(",".join(map(str, [label, *row])) + "\n" for label, row in zip(dataset.labels.tolist(), dataset.features.tolist(), strict=True)))
+        path.write_text(
+            "".join(
+                ",".join(map(str, [label, *row])) + "\n"
+                for label, row in zip(dataset.labels.tolist(), dataset.features.tolist(), strict=True)
+            )
+        )
     assert main(environment_for(sagemaker_tree)) == 0
     assert len(FEATURES) == len(Schema.load(sagemaker_tree / "model").features)
 

@@ -31,10 +31,10 @@ def _serve(args: argparse.Namespace) -> int:
 def write_sample_data(directory: Path, train_files: int = 1) -> None:
     """The sample data set as a SageMaker tree, with the default hyperparameters{% if cookiecutter.scope == "train+serve" %} and request bodies{% endif %}."""
     from ._runtime.hyperparameters import as_strings, defaults
-    from ._runtime.sample_tree import write_sample_tree
 {%- if cookiecutter.scope == "train+serve" %}
     from ._runtime.payloads import write_sample_requests
 {%- endif %}
+    from ._runtime.sample_tree import write_sample_tree
     from .model import HYPERPARAMETERS
 
     write_sample_tree(directory, as_strings(defaults(HYPERPARAMETERS)), train_files=train_files)

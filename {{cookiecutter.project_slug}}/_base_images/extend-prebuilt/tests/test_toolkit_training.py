@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.model import Model
+{% if cookiecutter.framework != "sklearn" %}import pytest
+
+{% endif %}from {{ cookiecutter.package_name }}._runtime.framework import FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.tables import Schema
 
 {% if cookiecutter.framework != "sklearn" %}from .cluster import free_ports, host_trees, log_of, wait_all
-{% endif %}from .support import PACKAGE, PROJECT_DIR, make_tree
+{% endif %}from .support import PACKAGE, PROJECT_DIR, SCHEMA, make_tree
 
 TOOLKIT_TRAIN = Path(sys.executable).with_name("train")
 
@@ -56,7 +59,8 @@ def test_toolkit_trains_the_model(tmp_path):
     tree = toolkit_tree(tmp_path / "ml")
     finished = run_toolkit(tree)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert Model.load(tree / "model").num_features == 4
+    FrameworkModel.load(tree / "model")
+    assert Schema.load(tree / "model") == SCHEMA
     assert (tree / "output" / "success").exists()
     assert not (tree / "output" / "failure").exists()
     assert "validation:accuracy=" in finished.stdout + finished.stderr
@@ -73,6 +77,8 @@ def test_toolkit_reports_a_failing_job(tmp_path):
 {%- if cookiecutter.framework != "sklearn" %}
 
 
+@pytest.mark.slow
+@pytest.mark.multi_host
 def test_toolkit_trains_across_two_hosts_and_only_the_master_keeps_the_model(tmp_path):
     trees = [add_code(tree) for tree in host_trees(tmp_path)]
     port = str(free_ports(len(trees)))
@@ -83,7 +89,7 @@ def test_toolkit_trains_across_two_hosts_and_only_the_master_keeps_the_model(tmp
             hosts.append(subprocess.Popen([str(TOOLKIT_TRAIN)], env=environ, cwd=tree, stdout=log, stderr=log))
     assert wait_all(hosts) == [0, 0], log_of(trees[0])[-3000:] + log_of(trees[1])[-3000:]
     master, worker = trees
-    assert Model.load(master / "model").num_features == 4
+    assert Schema.load(master / "model") == SCHEMA
     assert not any(path.is_file() for path in (worker / "model").rglob("*")), "only the master writes the model"
     assert all((tree / "output" / "success").exists() for tree in trees)
 {%- endif %}

@@ -3,14 +3,20 @@ sagemaker-inference toolkit's Transformer; these tests drive that same machinery
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
 from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
 from sagemaker_inference.transformer import Transformer
 
-from .support import PACKAGE, PROJECT_DIR
+from {{ cookiecutter.package_name }}._runtime.inference import model_fn
+
+from .support import FEATURES, PACKAGE, PROJECT_DIR, csv_body, sample_rows
+
+ROWS = sample_rows(2)
 
 
 class RequestProcessor:
@@ -65,28 +71,64 @@ def invoke(transformer, artifact, body, content_type, accept=None):
     return context, answer
 
 
-def test_training_packs_the_handlers_into_the_artifact(artifact):
-    assert (artifact / "code" / "inference.py").exists()
-    assert (artifact / "code" / PACKAGE / "inference.py").exists()
+@pytest.fixture(scope="module")
+def expected(trained_tree):
+    return model_fn(trained_tree / "model").model.predict(ROWS)
 
 
-def test_csv_in_csv_out(transformer, artifact):
-    context, answer = invoke(transformer, artifact, b"5.1,3.5,1.4,0.2\n7.7,3.0,6.1,2.3", "text/csv", "text/csv")
+def test_training_packs_only_what_the_inference_image_runs(artifact):
+    packed = sorted(path.relative_to(artifact / "code").as_posix() for path in (artifact / "code").rglob("*.py"))
+    assert "inference.py" in packed
+    assert f"{PACKAGE}/_runtime/inference.py" in packed
+    for left_out in ("__main__.py", "data.py", "_runtime/server.py", "_runtime/training.py", "_runtime/sample_tree.py"):
+        assert f"{PACKAGE}/{left_out}" not in packed
+
+
+def test_the_packed_code_serves_on_its_own(artifact, expected):
+    """As in AWS's image: only the artifact's code/ on the path, not this project's src/."""
+    script = (
+        "import sys, inference; rows = inference.input_fn(sys.stdin.read(), 'text/csv'); "
+        "model = inference.model_fn(sys.argv[1]); "
+        "sys.stdout.write(inference.output_fn(inference.predict_fn(rows, model), 'application/json').decode())"
+    )
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    finished = subprocess.run(
+        [sys.executable, "-c", script, str(artifact)],
+        input=csv_body(ROWS).decode(),
+        cwd=artifact / "code",
+        env=environ | {"PYTHONPATH": str(artifact / "code")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout) == {"predictions": expected.tolist()}
+
+
+def as_csv(values):
+    return "".join(f"{value}\n" for value in values.tolist()).encode()
+
+
+def test_csv_in_csv_out(transformer, artifact, expected):
+    context, answer = invoke(transformer, artifact, csv_body(ROWS), "text/csv", "text/csv")
     assert context.status is None
-    assert (context.response_content_type, answer) == ("text/csv", b"0\n2\n")
+    assert (context.response_content_type, answer) == ("text/csv", as_csv(expected))
 
 
-def test_json_in_default_accept_out(transformer, artifact):
-    context, answer = invoke(transformer, artifact, json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode(), "application/json")
+def test_json_records_in_default_accept_out(transformer, artifact, expected):
+    records = [dict(zip(FEATURES, row, strict=True)) for row in ROWS.tolist()]
+    context, answer = invoke(transformer, artifact, json.dumps({"instances": records}).encode(), "application/json")
     assert context.response_content_type == "application/json"
-    assert json.loads(answer) == {"predictions": [0]}
+    assert json.loads(answer) == {"predictions": expected.tolist()}
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "reason"),
     [
         (b"5.1,abc", "text/csv", 400, "malformed CSV"),
-        (b"5.1,3.5,1.4", "text/csv", 400, "each row needs 4 features, got 3"),
+        (csv_body(ROWS[:, 1:]), "text/csv", 400, f"each row needs {len(FEATURES)} features"),
+        (json.dumps([{"colour": 1}]).encode(), "application/json", 400, f"record 0: missing '{FEATURES[0]}'"),
         (b"x", "application/x-npy", 415, "use text/csv or application/json"),
     ],
 )

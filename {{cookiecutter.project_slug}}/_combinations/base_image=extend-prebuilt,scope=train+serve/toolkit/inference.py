@@ -11,7 +11,7 @@ from typing import Any
 
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
-from {{ cookiecutter.package_name }} import inference
+from {{ cookiecutter.package_name }}._runtime import inference
 
 
 def _answer_refusals_with_their_status(handler: Callable[..., Any]) -> Callable[..., Any]:

@@ -206,7 +206,7 @@ def test_accept_negotiation(header, choice):
     [
         (ONE_ROW, "text/plain", None, 415, b"use text/csv or application/json"),
         (ONE_ROW, "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
-        (b"oops" + ONE_ROW[ONE_ROW.index(b","):], "text/csv", None, 400, b"malformed CSV"),
+        (b"oops" + ONE_ROW[ONE_ROW.index(b",") :], "text/csv", None, 400, b"malformed CSV"),
         (ONE_ROW[: ONE_ROW.rindex(b",")], "text/csv", None, 400, f"needs {WIDTH} features".encode()),
         (b"{", "application/json", None, 400, b"malformed JSON"),
         (b"[" * 5_000, "application/json", None, 400, b"malformed JSON"),

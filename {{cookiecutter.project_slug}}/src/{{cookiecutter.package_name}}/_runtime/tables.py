@@ -144,11 +144,13 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
         if bad_cell:
             value, row, column = bad_cell[1], int(bad_cell[2]), int(bad_cell[3])
             name = names[column - 1] if column <= len(names) else f"#{column}"
-            raise DataError(f"{source} line {row + 1 + skipped_lines}: column '{name}' holds {value}, not a number")
+            line = row + 1 + skipped_lines
+            raise DataError(f"{source} line {line}: column '{name}' holds {value}, not a number") from None
         widths = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
         if widths:
             expected, found, row = widths.groups()
-            raise DataError(f"{source} line {int(row) + skipped_lines}: {found} columns where the rows above have {expected}")
+            line = int(row) + skipped_lines
+            raise DataError(f"{source} line {line}: {found} columns where the rows above have {expected}") from None
         raise DataError(f"{source} is not numeric CSV: {message}") from None
 
 

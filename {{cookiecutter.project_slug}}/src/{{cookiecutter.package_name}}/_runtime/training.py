@@ -19,7 +19,7 @@ from . import hyperparameters, metrics
 from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
 from .framework import BUILDERS, FrameworkModel
-from .tables import Dataset, DataError, Schema, read_channel
+from .tables import DataError, Dataset, Schema, read_channel
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
         raise DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
     train_set = read_channel("train", env.channel_dir("train"), schema)
     # Read before training, so that a bad validation file fails the job before hours of work.
-    validation_set = read_channel("validation", env.channel_dir("validation"), schema) if "validation" in channels else None
+    validation_set = None
+    if "validation" in channels:
+        validation_set = read_channel("validation", env.channel_dir("validation"), schema)
     logger.info(
         "training a %s model on %d rows, %d features, hyperparameters %s, host %s of %s",
         model.TASK,

@@ -51,7 +51,7 @@ def test_save_and_load_give_the_same_predictions(parts, fitted, tmp_path):
 
 def test_an_estimator_of_the_other_kind_is_refused(monkeypatch):
     monkeypatch.setattr(model, "TASK", "regression" if CLASSIFICATION else "classification")
-    with pytest.raises(DefinitionError, match="TASK is .* but build_estimator returned"):
+    with pytest.raises(DefinitionError, match=r"TASK is .* but build_estimator returned"):
         build(PARAMS)
 
 

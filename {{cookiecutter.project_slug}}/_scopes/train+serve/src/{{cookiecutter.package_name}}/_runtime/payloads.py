@@ -162,12 +162,14 @@ def align(rows: Rows, schema: Schema) -> np.ndarray:
             missing = [name for name in names if name not in record]
             unknown = [name for name in record if name not in names]
             if missing or unknown:
-                problems = [f"missing {quoted(missing)}"] * bool(missing) + [f"unknown {quoted(unknown)}"] * bool(unknown)
+                problems = [f"missing {quoted(missing)}"] * bool(missing)
+                problems += [f"unknown {quoted(unknown)}"] * bool(unknown)
                 raise InferenceError(f"record {number}: {' and '.join(problems)}; the features are {quoted(names)}")
             features[number] = [record[name] for name in names]
     elif rows.columns is not None:
+        header = _checked_header(rows.columns, schema)
         try:
-            positions = column_positions(list(_checked_header(rows.columns, schema)), schema, "the CSV header", label=False)
+            positions = column_positions(header, schema, "the CSV header", label=False)
         except DataError as error:
             raise InferenceError(str(error)) from None
         features = rows.values[:, positions]

@@ -23,8 +23,8 @@ from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
 from . import inference
-from .payloads import PROBABILITIES, wants_probabilities
 from .environment import SageMakerEnvironment
+from .payloads import PROBABILITIES, wants_probabilities
 
 logger = logging.getLogger(__name__)
 

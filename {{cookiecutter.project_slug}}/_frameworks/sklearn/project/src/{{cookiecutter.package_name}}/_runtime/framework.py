@@ -46,7 +46,9 @@ class FrameworkModel:
         self.estimator = estimator
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, params: Mapping[str, Any], job: TrainingJob) -> FrameworkModel:
+    def fit(
+        cls, features: np.ndarray, labels: np.ndarray, params: Mapping[str, Any], job: TrainingJob
+    ) -> FrameworkModel:
         if job.cluster.size > 1:
             # scikit-learn has no cross-host training: N hosts would each fit their own copy.
             raise MultipleHostsUnsupported(
