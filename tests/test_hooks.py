@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +153,90 @@ def test_combination_folders_apply_when_every_condition_holds_most_specific_last
         "base_image=extend-prebuilt,framework=tensorflow",
     ]
     assert post_gen.matching_combinations(tmp_path, answers()) == []
+
+
+def git_repository(path, *files: str):
+    """A git repository at path with files (relative paths) committed; returns (path, HEAD commit)."""
+    environ = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"]}
+    identity = ["-c", "user.name=Tests", "-c", "user.email=tests@example.com"]
+    for name in files:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text("{}\n")
+    for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "A"]):
+        subprocess.run(["git", *command], cwd=path, env=environ, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, env=environ, check=True, capture_output=True)
+    return path, head.stdout.decode().strip()
+
+
+def cookiecutter_answers(template: str, repo_dir: str, **run_keys: str) -> dict[str, str]:
+    """The answers as plain cookiecutter hands them to the hooks, with its per-run keys."""
+    return answers(_template=template, _repo_dir=repo_dir, _output_dir="/somewhere", _checkout=None, **run_keys)
+
+
+def test_plain_cookiecutter_from_a_git_checkout_records_its_path_and_commit(tmp_path):
+    template, commit = git_repository(tmp_path / "template", "cookiecutter.json")
+    (tmp_path / "project").mkdir()
+    note = post_gen.record_template(tmp_path / "project", cookiecutter_answers(str(template), str(template)), {})
+    assert note is None
+    state = json.loads((tmp_path / "project" / ".cruft.json").read_text())
+    assert (state["template"], state["commit"], state["checkout"], state["directory"]) == (
+        str(template),
+        commit,
+        None,
+        None,
+    )
+    recorded = state["context"]["cookiecutter"]
+    assert (recorded["_template"], recorded["_commit"]) == (str(template), commit)
+    assert not {"_output_dir", "_repo_dir", "_checkout"} & set(recorded), "per-run keys cruft does not record"
+    assert {key: recorded[key] for key in answers()} == answers()
+
+
+def test_a_template_in_a_sub_folder_of_its_repository_records_the_folder(tmp_path):
+    top, commit = git_repository(tmp_path / "repo", "templates/byoc/cookiecutter.json")
+    revision = post_gen.template_revision(top / "templates" / "byoc")
+    assert (revision["top"], revision["commit"], revision["directory"]) == (str(top), commit, "templates/byoc")
+
+
+def test_a_cloned_template_records_the_url_it_was_cloned_from():
+    revision = {"top": "/home/me/.cookiecutters/byoc-template", "origin": "https://example.com/team/byoc-template.git"}
+    cloned = answers(_template="gh:team/byoc-template", _repo_dir="/home/me/.cookiecutters/byoc-template")
+    local = answers(_template="../byoc-template", _repo_dir="../byoc-template")
+    assert post_gen.template_source(cloned, revision) == "https://example.com/team/byoc-template.git"
+    assert post_gen.template_source(local, revision | {"top": "/home/me/byoc-template"}) == "/home/me/byoc-template"
+
+
+def test_a_relative_template_path_is_found_from_the_folder_cookiecutter_ran_in(tmp_path):
+    (tmp_path / "byoc-template").mkdir()
+    (tmp_path / "byoc-template" / "cookiecutter.json").write_text("{}")
+    (tmp_path / "work").mkdir()
+    relative = answers(_repo_dir="../byoc-template", _output_dir="/elsewhere")
+    assert post_gen.locate_template_dir(relative, {"PWD": str(tmp_path / "work")}) == tmp_path / "byoc-template"
+    assert post_gen.locate_template_dir(relative, {"PWD": "/nowhere"}) is None
+    assert post_gen.locate_template_dir(answers(_repo_dir="/abs/template"), {}) == Path("/abs/template")
+
+
+def test_no_cruft_json_without_a_template_commit_and_the_note_points_to_linking(tmp_path):
+    (tmp_path / "template").mkdir()
+    (tmp_path / "template" / "cookiecutter.json").write_text("{}")
+    (tmp_path / "project").mkdir()
+    given = cookiecutter_answers(str(tmp_path / "template"), str(tmp_path / "template"))
+    note = post_gen.record_template(tmp_path / "project", given, {})
+    assert not (tmp_path / "project" / ".cruft.json").exists(), "cruft would read a missing commit as up to date"
+    assert "Update from the template" in note
+
+
+def test_a_render_by_cruft_leaves_cruft_json_to_cruft(tmp_path):
+    template, commit = git_repository(tmp_path / "template", "cookiecutter.json")
+    (tmp_path / "project").mkdir()
+    by_cruft = answers(_template=str(template), _commit=commit)
+    assert post_gen.record_template(tmp_path / "project", by_cruft, {}) is None
+    assert not (tmp_path / "project" / ".cruft.json").exists()
+
+
+def test_a_template_with_uncommitted_changes_is_recorded_with_a_warning(tmp_path):
+    template, commit = git_repository(tmp_path / "template", "cookiecutter.json")
+    (template / "cookiecutter.json").write_text('{"changed": true}\n')
+    (tmp_path / "project").mkdir()
+    note = post_gen.record_template(tmp_path / "project", cookiecutter_answers(str(template), str(template)), {})
+    assert json.loads((tmp_path / "project" / ".cruft.json").read_text())["commit"] == commit
+    assert "uncommitted changes" in note
