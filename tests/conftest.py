@@ -178,11 +178,15 @@ def bake_once(cookies_session):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """List every container image the image tests built and ran (or why not), with its size."""
+    """List what each swap of tests/test_make_it_yours.py touched, and every container image built and run."""
     from .image_report import image_summary
+    from .test_make_it_yours import swap_summary
 
-    lines = image_summary(terminalreporter.stats)
-    if lines:
-        terminalreporter.section("container images")
-        for line in lines:
-            terminalreporter.write_line(line)
+    for title, lines in (
+        ("make it yours: files each swap touched, then the project's suite", swap_summary(terminalreporter.stats)),
+        ("container images", image_summary(terminalreporter.stats)),
+    ):
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)

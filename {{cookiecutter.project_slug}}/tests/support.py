@@ -82,4 +82,4 @@ def good_enough(predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndar
         commonest = np.bincount(train_labels).argmax()
         return float(np.mean(predicted == labels)) > float(np.mean(labels == commonest)) + 0.2
     baseline = np.sqrt(np.mean((labels - train_labels.mean()) ** 2))
-    return float(np.sqrt(np.mean((np.asarray(predicted).reshape(-1) - labels) ** 2))) < 0.9 * baseline
+    return float(np.sqrt(np.mean((np.asarray(predicted).reshape(-1) - labels) ** 2))) < 0.95 * baseline
