@@ -134,3 +134,17 @@ def test_results_are_written_where_asked(short_run):
     _, figures, output = short_run
     assert Path(output).exists()
     assert figures["machine"]["cpus"] >= 1
+
+
+def test_project_tests_times_the_everyday_tier_apart_from_the_slow_one(tmp_path):
+    import project_tests
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers = slow: the slow tier\n")
+    (tmp_path / "test_tiers.py").write_text(
+        "import pytest\n\n\ndef test_everyday():\n    pass\n\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n"
+    )
+    tiers = project_tests.measure(tmp_path, rounds=1)
+    assert tiers["make test"]["summary"].startswith("1 passed, 1 deselected")
+    assert tiers["make test-all"]["summary"].startswith("2 passed")
+    assert not any(figures["failed"] for figures in tiers.values())
+    assert all(figures["median_seconds"] > 0 for figures in tiers.values())

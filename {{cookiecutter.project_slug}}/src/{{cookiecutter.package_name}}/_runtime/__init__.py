@@ -1,4 +1,4 @@
-"""The template's runtime: everything model.py and data.py do not say. A template update replaces it.
+"""The template's runtime: everything model.py and data.py do not say. `make update` brings the template's changes.
 
 Your files import only these names from here.
 """
