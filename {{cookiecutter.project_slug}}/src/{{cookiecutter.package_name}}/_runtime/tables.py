@@ -223,11 +223,13 @@ def read_channel(name: str, directory: Path, schema: Schema) -> Dataset:
 
 
 def write_csv(path: Path, table: Table, integer_columns: Iterable[str] = ()) -> None:
-    """A table as CSV with a header row, whole-number columns written without a decimal point."""
-    whole = set(integer_columns)
+    """A table as CSV with a header row: numbers in their shortest exact form, whole-number columns as integers."""
+    whole = {table.columns.index(name) for name in integer_columns if name in table.columns}
     path.parent.mkdir(parents=True, exist_ok=True)
-    formats = ["%d" if name in whole else "%.10g" for name in table.columns]
-    np.savetxt(path, table.rows, delimiter=",", fmt=formats, header=",".join(table.columns), comments="")
+    lines = [",".join(table.columns)]
+    for row in np.asarray(table.rows, dtype=np.float64).tolist():
+        lines.append(",".join(str(int(value)) if i in whole else repr(value) for i, value in enumerate(row)))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def dataset_from_table(table: Table, schema: Schema, source: str = "sample_data()") -> Dataset:
