@@ -4,17 +4,19 @@ The toolkit also passes every hyperparameter as `--name value`; the job reads th
 hyperparameters.json through the package instead, so there is one parser and one schema.
 """
 
-import shutil
-import sys
+{% if cookiecutter.scope == "train+serve" %}import shutil
+{% endif %}import sys
+{%- if cookiecutter.scope == "train+serve" %}
 from pathlib import Path
+{%- endif %}
 
-import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.__main__ import main
+{% if cookiecutter.scope == "train+serve" %}import {{ cookiecutter.package_name }}
+{% endif %}from {{ cookiecutter.package_name }}.__main__ import main
+{%- if cookiecutter.scope == "train+serve" %}
 from {{ cookiecutter.package_name }}._runtime.environment import SageMakerEnvironment
 
 PACKAGE_DIR = Path({{ cookiecutter.package_name }}.__file__).resolve().parent
 INFERENCE_HANDLERS = Path(__file__).resolve().with_name("inference.py")
-{%- if cookiecutter.scope == "train+serve" %}
 # What AWS's inference image imports from the package, and nothing else: not the HTTP server, the
 # training job or the sample data{% if cookiecutter.framework == "tensorflow" %}; TensorFlow Serving runs the SavedModel itself, so the handlers
 # only parse and encode bodies against the schema{% endif %}.
