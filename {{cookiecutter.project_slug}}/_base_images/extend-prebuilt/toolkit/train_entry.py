@@ -48,8 +48,7 @@ def package_inference_code(model_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PACKAGE_DIR / module, target)
     shutil.copy2(INFERENCE_HANDLERS, code_dir / "inference.py")
-{%- endif %}
-
+{% endif %}
 
 if __name__ == "__main__":
     exit_code = main(["train"])
