@@ -5,17 +5,21 @@ with the request and response bodies of its REST API."""
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from {{ cookiecutter.package_name }}.inference import InferenceError
-from {{ cookiecutter.package_name }}.model import MODEL_VERSION
+from {{ cookiecutter.package_name }}._runtime.framework import MODEL_VERSION, FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.payloads import InferenceError
+from {{ cookiecutter.package_name }}._runtime.tables import SCHEMA_FILE
 
-from .support import PACKAGE, PROJECT_DIR
+from .support import CLASSIFICATION, FEATURES, PACKAGE, PROJECT_DIR, csv_body, sample_rows
 
 
 @dataclass
@@ -60,11 +64,17 @@ def handlers(artifact):
     return load(artifact / "code" / "inference.py", "inference_handlers")
 
 
+@pytest.fixture(scope="module")
+def in_process(artifact):
+    """The same SavedModel answering in this process: what the handlers' answers must be."""
+    return FrameworkModel.load(artifact)
+
+
 def serve_like_tensorflow_serving(artifact, request_body: str) -> ServingResponse:
     signature = tf.saved_model.load(str(artifact / MODEL_VERSION)).signatures["serving_default"]
     instances = tf.constant(json.loads(request_body)["instances"], dtype=tf.float32)
-    (probabilities,) = signature(instances).values()
-    return ServingResponse(200, json.dumps({"predictions": probabilities.numpy().tolist()}).encode())
+    (answers,) = signature(instances).values()
+    return ServingResponse(200, json.dumps({"predictions": answers.numpy().tolist()}).encode())
 
 
 def round_trip(handlers, artifact, body, content_type, accept=None):
@@ -73,28 +83,91 @@ def round_trip(handlers, artifact, body, content_type, accept=None):
     return handlers.output_handler(serve_like_tensorflow_serving(artifact, request), context)
 
 
+def records(rows):
+    """Rows as JSON records by name, the names in reverse order: the handlers match them by name."""
+    return [dict(reversed(list(zip(FEATURES, row, strict=True)))) for row in rows.tolist()]
+
+
 def test_the_artifact_is_what_tensorflow_serving_loads(artifact):
     assert (artifact / MODEL_VERSION / "saved_model.pb").exists()
+    assert (artifact / SCHEMA_FILE).exists()
     assert (artifact / "code" / "inference.py").exists()
-    assert (artifact / "code" / PACKAGE / "inference.py").exists()
+    assert (artifact / "code" / PACKAGE / "_runtime" / "payloads.py").exists()
 
 
-def test_csv_in_csv_out(handlers, artifact):
-    assert round_trip(handlers, artifact, b"5.1,3.5,1.4,0.2\n7.7,3.0,6.1,2.3", "text/csv", "text/csv") == (
-        b"0\n2\n",
-        "text/csv",
+def test_the_handlers_run_from_the_artifact_without_tensorflow(artifact):
+    program = (
+        "import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None\n"
+        "import inference, json\n"
+        "class Body:\n    read = staticmethod(lambda: sys.stdin.buffer.read())\n"
+        "class Context:\n    request_content_type = 'text/csv'\n"
+        "print(json.dumps([inference.__file__, inference.input_handler(Body, Context)]))\n"
     )
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # code/ alone
+    rows = sample_rows(3)
+    finished = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=artifact / "code",
+        env=environ | {"PYTHONPATH": str(artifact / "code")},
+        input=csv_body(rows),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    path, request = json.loads(finished.stdout)
+    assert path == str(artifact / "code" / "inference.py")
+    np.testing.assert_array_equal(json.loads(request)["instances"], rows)
 
 
-def test_json_in_json_out(handlers, artifact):
-    body, content_type = round_trip(handlers, artifact, b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', "application/json")
+def test_csv_rows_in_csv_out(handlers, artifact, in_process):
+    rows = sample_rows(5)
+    body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", "text/csv")
+    assert content_type == "text/csv"
+    answers = np.array([float(line) for line in body.decode().splitlines()])
+    np.testing.assert_allclose(answers, in_process.predict(rows), rtol=1e-6)
+
+
+def test_json_records_by_name_in_json_out(handlers, artifact, in_process):
+    rows = sample_rows(5)
+    request = json.dumps({"instances": records(rows)}).encode()
+    body, content_type = round_trip(handlers, artifact, request, "application/json")
     assert content_type == "application/json"
-    assert json.loads(body) == {"predictions": [0]}
+    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-6)
+
+
+def test_a_record_missing_a_feature_is_refused_naming_it(handlers):
+    (record,) = records(sample_rows(1))
+    del record[FEATURES[-1]]
+    with pytest.raises(InferenceError, match=f"missing '{FEATURES[-1]}'"):
+        handlers.input_handler(Body(json.dumps({"instances": [record]}).encode()), Context("application/json"))
+
+
+def test_probabilities_on_request(handlers, artifact, in_process):
+    rows = sample_rows(5)
+    accept = "application/json; probabilities=true"
+    if not CLASSIFICATION:
+        with pytest.raises(InferenceError, match="classifiers only"):
+            round_trip(handlers, artifact, csv_body(rows), "text/csv", accept)
+        return
+    body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", accept)
+    document = json.loads(body)
+    assert content_type == "application/json"
+    np.testing.assert_allclose(document["probabilities"], in_process.probabilities(rows), rtol=1e-6, atol=1e-7)
+    assert document["predictions"] == in_process.predict(rows).tolist()
+    assert document["classes"] == in_process.classes.tolist()
+
+
+def test_any_accept_type_answers_json(handlers, artifact, in_process):
+    rows = sample_rows(2)
+    body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", "*/*")
+    assert content_type == "application/json"
+    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-6)
 
 
 def test_bad_requests_are_refused_before_tensorflow_serving(handlers):
     with pytest.raises(InferenceError, match="malformed CSV"):
-        handlers.input_handler(Body(b"5.1,abc"), Context("text/csv"))
+        handlers.input_handler(Body(csv_body(sample_rows(1)) + b"1,abc\n"), Context("text/csv"))
 
 
 def test_a_tensorflow_serving_error_is_passed_on(handlers):
@@ -102,6 +175,9 @@ def test_a_tensorflow_serving_error_is_passed_on(handlers):
         handlers.output_handler(ServingResponse(400, b"Matrix size-incompatible"), Context("text/csv"))
 
 
-def test_request_body_is_tensorflow_serving_rest_json(handlers):
-    request = json.loads(handlers.input_handler(Body(b"1,2,3,4"), Context("text/csv")))
-    np.testing.assert_array_equal(request["instances"], [[1, 2, 3, 4]])
+def test_request_body_is_tensorflow_serving_rest_json_in_the_schemas_order(handlers):
+    rows = sample_rows(3)
+    header = ",".join(reversed(FEATURES)) + "\n"
+    body = header.encode() + csv_body(rows[:, ::-1])
+    request = json.loads(handlers.input_handler(Body(body), Context("text/csv")))
+    np.testing.assert_array_equal(request["instances"], rows)

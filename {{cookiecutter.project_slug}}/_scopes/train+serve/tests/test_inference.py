@@ -63,8 +63,10 @@ def test_json_rows_and_records_by_name_agree(model, expected, document):
     assert answer(model, body, "application/json") == {"predictions": expected.tolist()}
 
 
-def test_one_json_row_is_one_record(model, expected):
-    assert answer(model, json.dumps(ROWS[0].tolist()), "application/json") == {"predictions": expected[:1].tolist()}
+def test_one_json_row_is_one_record(model):
+    # Compared with a batch of one: a float32 network may round a row differently within a larger batch.
+    alone = model.model.predict(ROWS[:1])
+    assert answer(model, json.dumps(ROWS[0].tolist()), "application/json") == {"predictions": alone.tolist()}
 
 
 def test_answers_follow_the_task(model, expected):

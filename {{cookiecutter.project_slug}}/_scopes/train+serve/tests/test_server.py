@@ -127,6 +127,12 @@ def expected(model) -> np.ndarray:
     return model.model.predict(ROWS)
 
 
+@pytest.fixture(scope="module")
+def expected_one(model) -> np.ndarray:
+    """The answer for ONE_ROW sent alone (a float32 network may round a row differently within a batch)."""
+    return model.model.predict(ROWS[:1])
+
+
 def invoke(server, body, content_type="text/csv", accept=None):
     headers = {"Content-Type": content_type}
     if accept:
@@ -138,8 +144,8 @@ def test_ping_is_healthy(server):
     assert server.request("GET", "/ping")[0] == 200
 
 
-def test_one_csv_row(server, expected):
-    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected[:1]))
+def test_one_csv_row(server, expected_one):
+    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected_one))
 
 
 def test_many_csv_rows_answered_as_json(server, expected):
@@ -318,7 +324,7 @@ json_bodies = st.recursive(
 known_types = st.sampled_from(["text/csv", "application/json", "text/csv; charset=utf-8", "application/x-npy", ""])
 
 
-def test_arbitrary_requests_never_get_a_5xx(server, expected):
+def test_arbitrary_requests_never_get_a_5xx(server, expected_one):
     @settings(max_examples=100, deadline=None, database=None)
     @given(
         body=st.one_of(st.binary(max_size=2048), csv_bodies, json_bodies),
@@ -332,7 +338,7 @@ def test_arbitrary_requests_never_get_a_5xx(server, expected):
 
     throw()
     assert server.request("GET", "/ping")[0] == 200
-    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected[:1]))
+    assert invoke(server, ONE_ROW) == (200, "text/csv", as_csv(expected_one))
 
 
 def test_a_corrupt_model_is_a_reason_not_a_crash(tmp_path, trained_tree, caplog):

@@ -1,4 +1,4 @@
-"""StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its backup, and a new job resumes from it."""
+"""StopTrainingJob sends SIGTERM: the job stops cleanly, keeps its checkpoint, and a new job resumes from it."""
 
 import re
 import signal
@@ -6,15 +6,20 @@ import subprocess
 import sys
 import time
 
-from {{ cookiecutter.package_name }}.model import MODEL_VERSION
+import pytest
+
+from {{ cookiecutter.package_name }}._runtime.checkpoints import CHECKPOINT_FOLDER
+from {{ cookiecutter.package_name }}._runtime.framework import MODEL_VERSION
 
 from .support import PACKAGE, child_environment, make_tree, run_cli, set_hyperparameters
+
+pytestmark = pytest.mark.slow
 
 EPOCHS = 30
 
 
-def stop_after_first_backup(tree):
-    backup = tree / "checkpoints" / "training"
+def stop_after_first_checkpoint(tree):
+    checkpoints = tree / "checkpoints" / CHECKPOINT_FOLDER
     child = subprocess.Popen(
         # Its output goes nowhere: an unread pipe fills up and blocks the job it is meant to watch.
         [sys.executable, "-m", PACKAGE, "train"],
@@ -23,26 +28,27 @@ def stop_after_first_backup(tree):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not any(backup.rglob("*.index")) and child.poll() is None and time.monotonic() < deadline:
+    while not any(checkpoints.rglob("*.index")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     return child.wait(timeout=120)
 
 
-def test_sigterm_keeps_a_backup_and_the_next_job_resumes_from_it(tmp_path):
+def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_from_it(tmp_path):
     tree = make_tree(tmp_path / "ml")
     (tree / "checkpoints").mkdir()  # what SageMaker does for a job with a CheckpointConfig
     set_hyperparameters(tree, epochs=10_000)  # far more than it gets to run before the stop
-    assert stop_after_first_backup(tree) == 1
+    assert stop_after_first_checkpoint(tree) == 1
     assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
-    assert any((tree / "checkpoints" / "training").rglob("*.index"))
+    assert any((tree / "checkpoints" / CHECKPOINT_FOLDER).rglob("*.index"))
     assert not (tree / "model" / MODEL_VERSION).exists()
 
     set_hyperparameters(tree, epochs=EPOCHS)  # the next job asks for fewer in all
     resumed = run_cli("train", base_dir=tree)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    first_epoch = int(re.search(r"Epoch (\d+)/", resumed.stdout).group(1))
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    first_epoch = int(re.search(r"epoch (\d+)/", log).group(1))
     assert first_epoch > 1, "the second job started from scratch instead of resuming"
-    assert f"Epoch {EPOCHS}/{EPOCHS}" in resumed.stdout
+    assert f"epoch {EPOCHS}/{EPOCHS}" in log
     assert (tree / "model" / MODEL_VERSION / "saved_model.pb").exists()
-    assert not (tree / "checkpoints" / "training").exists()
+    assert not (tree / "checkpoints" / CHECKPOINT_FOLDER).exists()
