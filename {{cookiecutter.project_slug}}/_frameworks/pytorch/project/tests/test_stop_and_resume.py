@@ -6,11 +6,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.model import CHECKPOINT_NAME, Model
+from {{ cookiecutter.package_name }}._runtime.framework import ARTIFACT_NAME, CHECKPOINT_NAME, FrameworkModel
 
 from .support import PACKAGE, child_environment, make_tree, run_cli, set_hyperparameters
+
+pytestmark = pytest.mark.slow
 
 EPOCHS = 80
 
@@ -40,7 +43,7 @@ def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_to_the_same_model(t
     checkpoint = stopped / "checkpoints" / CHECKPOINT_NAME
     stopped_after = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 1 <= stopped_after < EPOCHS
-    assert not (stopped / "model" / "model.pt").exists()
+    assert not (stopped / "model" / ARTIFACT_NAME).exists()
 
     set_hyperparameters(stopped, epochs=EPOCHS)  # the next job asks for fewer epochs in all
     resumed = run_cli("train", base_dir=stopped)
@@ -52,6 +55,8 @@ def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_to_the_same_model(t
     (uninterrupted / "checkpoints").mkdir()
     set_hyperparameters(uninterrupted, epochs=EPOCHS)
     assert run_cli("train", base_dir=uninterrupted).returncode == 0
-    expected = Model.load(uninterrupted / "model").network.state_dict()
-    for name, tensor in Model.load(stopped / "model").network.state_dict().items():
+    expected = FrameworkModel.load(uninterrupted / "model").state_dict()
+    resumed_state = FrameworkModel.load(stopped / "model").state_dict()
+    assert resumed_state.keys() == expected.keys()
+    for name, tensor in resumed_state.items():
         np.testing.assert_allclose(tensor.numpy(), expected[name].numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
