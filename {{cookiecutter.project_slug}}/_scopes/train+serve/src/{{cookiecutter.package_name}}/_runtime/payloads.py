@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .tables import DataError, Schema, column_positions, header_columns, parse_numbers, quoted, split_cells
+from .tables import (
+    DataError,
+    Schema,
+    column_positions,
+    header_columns,
+    is_number,
+    parse_numbers,
+    quoted,
+    split_cells,
+)
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -91,18 +100,10 @@ def parse_csv(text: str) -> Rows:
     lines = [line for line in text.splitlines() if line.strip()]
     cells = split_cells(lines[0])
     # A first row of names is a header when rows follow it; a lone row is data, however malformed.
-    if len(lines) == 1 or all(_is_number(cell) for cell in cells):
+    if len(lines) == 1 or all(is_number(cell) for cell in cells):
         return Rows(values=_numbers("\n".join(lines), [f"#{i + 1}" for i in range(len(cells))], 0))
     names = tuple(cells)
     return Rows(values=_numbers("\n".join(lines[1:]), list(names), 1), columns=names)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _numbers(text: str, names: list[str], skipped: int) -> np.ndarray:
