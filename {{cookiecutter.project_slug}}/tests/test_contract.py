@@ -5,12 +5,22 @@ from types import SimpleNamespace
 import pytest
 
 from {{ cookiecutter.package_name }} import data, model
-from {{ cookiecutter.package_name }}._runtime.contract import DefinitionError, check_definitions
-from {{ cookiecutter.package_name }}._runtime.framework import BUILDERS
+from {{ cookiecutter.package_name }}._runtime.contract import DefinitionError, TrainedModel, check_definitions
+from {{ cookiecutter.package_name }}._runtime.framework import BUILDERS, RUNTIME_HYPERPARAMETERS, FrameworkModel
 
 
 def test_this_projects_files_keep_the_contract():
-    check_definitions(model, data, BUILDERS)
+    check_definitions(model, data, BUILDERS, RUNTIME_HYPERPARAMETERS)
+
+
+def test_the_frameworks_model_implements_the_trained_model_protocol(trained_tree):
+    assert isinstance(FrameworkModel.load(trained_tree / "model"), TrainedModel)
+
+
+def test_a_hyperparameter_the_runtime_reads_must_be_declared():
+    declared = tuple(spec for spec in model.HYPERPARAMETERS if spec.name != "epochs")
+    with pytest.raises(DefinitionError, match="HYPERPARAMETERS must declare epochs: the runtime reads them"):
+        check_definitions(with_changes(model, HYPERPARAMETERS=declared), data, BUILDERS, ("epochs",))
 
 
 def with_changes(module, **changes):
@@ -26,6 +36,8 @@ def with_changes(module, **changes):
         ({}, {"FEATURES": {}}, "FEATURES as a non-empty mapping"),
         ({}, {"FEATURES": {"colour": str}}, "feature 'colour' has type <class 'str'>; use float or int"),
         ({}, {"FEATURES": {"a,b": float}}, "without commas"),
+        ({}, {"FEATURES": {" a": float}}, "surrounding spaces"),
+        ({}, {"FEATURES": {"1.5": float}}, "and not a number"),
         ({}, {"LABEL": ""}, "name the label column in LABEL"),
         ({}, {"LABEL": next(iter(data.FEATURES))}, "is also listed among FEATURES"),
         ({}, {"sample_data": None}, "must define sample_data()"),

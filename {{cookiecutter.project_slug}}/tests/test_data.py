@@ -67,6 +67,16 @@ def test_regression_labels_are_numbers(tmp_path):
         ("a,b,y\n1,2,-1\n", r"column 'y' \(the label\) holds -1; it must be a class index"),
         ("a,b,y\n1,2,setosa\n", "column 'y' holds 'setosa', not a number"),
         ("0,1\n", "has no header and 2 columns; a file without a header holds the label, then data.py's 2 features"),
+        ("a,b,y\n1,2\n", "the rows have 2 columns, but the header names 3"),
+        ("a,b,y\n1,2,0,7\n", "the rows have 4 columns, but the header names 3"),
+        (
+            "a,bee,y,extra\n1,2,0,9\n",
+            r"feature column\(s\) 'b' missing from the header; column\(s\) 'bee', 'extra' are not",
+        ),
+        (
+            "a,b,y\n1,2,1e30\n",
+            r"column 'y' \(the label\) holds 1e\+30; it must be a class index \(an integer from 0 to",
+        ),
         ("0,1,2\n1,2\n", "line 2: 2 columns where the rows above have 3"),
     ],
 )

@@ -17,23 +17,22 @@ from {{ cookiecutter.package_name }}._runtime.environment import SageMakerEnviro
 
 PACKAGE_DIR = Path({{ cookiecutter.package_name }}.__file__).resolve().parent
 INFERENCE_HANDLERS = Path(__file__).resolve().with_name("inference.py")
-# What AWS's inference image imports from the package, and nothing else: not the HTTP server, the
-# training job or the sample data{% if cookiecutter.framework == "tensorflow" %}; TensorFlow Serving runs the SavedModel itself, so the handlers
-# only parse and encode bodies against the schema{% endif %}.
-SERVING_MODULES = (
-    "__init__.py",
-    "_runtime/__init__.py",
-    "_runtime/contract.py",
-    "_runtime/environment.py",
-    "_runtime/hyperparameters.py",
-    "_runtime/tables.py",
-    "_runtime/payloads.py",
-{%- if cookiecutter.framework != "tensorflow" %}
-    "_runtime/inference.py",
-    "_runtime/framework.py",
-{%- if cookiecutter.framework == "pytorch" %}
+# What AWS's inference image never runs: the command line, the HTTP server, the training job and the
+# sample data{% if cookiecutter.framework == "tensorflow" %}, and, since TensorFlow Serving runs the SavedModel itself, the model and its framework
+# code (the handlers only parse and encode bodies against the schema){% endif %}. Everything else in the package goes into
+# the artifact, modules you add included.
+LEFT_OUT = (
+    "__main__.py",
+    "_runtime/metrics.py",
+    "_runtime/sample_tree.py",
+    "_runtime/server.py",
+    "_runtime/training.py",
+{%- if cookiecutter.framework == "tensorflow" %}
+    "_runtime/batches.py",
+    "_runtime/checkpoints.py",
     "_runtime/distributed.py",
-{%- endif %}
+    "_runtime/framework.py",
+    "_runtime/inference.py",
     "model.py",
 {%- endif %}
 )
@@ -43,10 +42,12 @@ def package_inference_code(model_dir: Path) -> None:
     """Copy the serving code into the model artifact's code/, where AWS's inference images look for it."""
     code_dir = model_dir / "code"
     shutil.rmtree(code_dir, ignore_errors=True)
-    for module in SERVING_MODULES:
-        target = code_dir / PACKAGE_DIR.name / module
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PACKAGE_DIR / module, target)
+    for source in sorted(PACKAGE_DIR.rglob("*.py")):
+        module = source.relative_to(PACKAGE_DIR).as_posix()
+        if module not in LEFT_OUT:
+            target = code_dir / PACKAGE_DIR.name / module
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
     shutil.copy2(INFERENCE_HANDLERS, code_dir / "inference.py")
 {% endif %}
 

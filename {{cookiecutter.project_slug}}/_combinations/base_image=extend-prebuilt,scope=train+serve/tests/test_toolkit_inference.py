@@ -80,7 +80,8 @@ def test_training_packs_only_what_the_inference_image_runs(artifact):
     packed = sorted(path.relative_to(artifact / "code").as_posix() for path in (artifact / "code").rglob("*.py"))
     assert "inference.py" in packed
     assert f"{PACKAGE}/_runtime/inference.py" in packed
-    for left_out in ("__main__.py", "data.py", "_runtime/server.py", "_runtime/training.py", "_runtime/sample_tree.py"):
+    assert f"{PACKAGE}/data.py" in packed and f"{PACKAGE}/model.py" in packed, "the user's modules go along"
+    for left_out in ("__main__.py", "_runtime/server.py", "_runtime/training.py", "_runtime/sample_tree.py"):
         assert f"{PACKAGE}/{left_out}" not in packed
 
 

@@ -37,6 +37,11 @@ def records(rows):
     return [dict(zip(FEATURES, row, strict=True)) for row in rows.tolist()]
 
 
+def test_a_byte_order_mark_before_the_body_is_ignored(model, expected):
+    body = b"\xef\xbb\xbf" + ",".join(FEATURES).encode() + b"\n" + csv_body(ROWS)
+    assert answer(model, body, "text/csv") == {"predictions": expected.tolist()}
+
+
 def test_csv_rows_with_a_charset_parameter(model, expected):
     assert answer(model, csv_body(ROWS), "text/csv; charset=utf-8") == {"predictions": expected.tolist()}
 
@@ -107,6 +112,9 @@ def test_probabilities_on_request(model, expected):
         (b"[]", "application/json", "no rows"),
         (b'[{"x": "tall"}]', "application/json", "record 0: feature 'x' is \"tall\", not a number"),
         (b'[{"x": true}]', "application/json", "record 0: feature 'x' is true, not a number"),
+        (b'[["5.1", 2]]', "application/json", "JSON rows must all be lists of numbers"),
+        (b"[[[1, 2]]]", "application/json", "JSON rows must all be lists of numbers"),
+        (b'[{"x": 1' + b"0" * 400 + b"}]", "application/json", "record 0: feature 'x' is 1000"),
     ],
 )
 def test_bad_bodies_are_refused_with_a_reason(body, content_type, message):

@@ -130,14 +130,34 @@ class TrainedModel(Protocol):
         ...
 
 
-def check_definitions(model: ModuleType, data: ModuleType, builders: Sequence[str] = ()) -> None:
-    """Refuse model.py / data.py if a part of the contract is missing or of the wrong kind."""
+def _is_column_name(name: object) -> bool:
+    """A name a CSV header can carry and the readers can match: no separators, quotes or padding, not a number."""
+    if not isinstance(name, str) or not name or name != name.strip() or any(mark in name for mark in ',"'):
+        return False
+    try:
+        float(name)
+    except ValueError:
+        return True
+    return False
+
+
+def check_definitions(
+    model: ModuleType, data: ModuleType, builders: Sequence[str] = (), required: Sequence[str] = ()
+) -> None:
+    """Refuse model.py / data.py if a part of the contract is missing or of the wrong kind.
+
+    `builders` are the functions the framework's runtime calls in model.py; `required` the
+    hyperparameters it reads itself (PyTorch and TensorFlow: epochs, batch_size, seed).
+    """
     task = getattr(model, "TASK", None)
     if task not in TASKS:
         raise DefinitionError(f"model.py must set TASK to one of {', '.join(map(repr, TASKS))}, not {task!r}")
     parameters = getattr(model, "HYPERPARAMETERS", None)
     if not isinstance(parameters, Sequence) or not all(isinstance(p, Hyperparameter) for p in parameters):
         raise DefinitionError("model.py must declare HYPERPARAMETERS as a tuple of Hyperparameter(...)")
+    missing = [name for name in required if name not in {p.name for p in parameters}]
+    if missing:
+        raise DefinitionError(f"model.py's HYPERPARAMETERS must declare {', '.join(missing)}: the runtime reads them")
     for builder in builders:
         if not callable(getattr(model, builder, None)):
             raise DefinitionError(f"model.py must define {builder}(...), which this framework's runtime calls")
@@ -145,13 +165,19 @@ def check_definitions(model: ModuleType, data: ModuleType, builders: Sequence[st
     if not isinstance(features, Mapping) or not features:
         raise DefinitionError("data.py must declare FEATURES as a non-empty mapping of column name -> type")
     for name, kind in features.items():
-        if not isinstance(name, str) or not name.strip() or "," in name:
-            raise DefinitionError(f"data.py: feature name {name!r} must be non-empty text without commas")
+        if not _is_column_name(name):
+            raise DefinitionError(
+                f"data.py: feature name {name!r} must be non-empty text without commas, quotes or surrounding spaces, "
+                "and not a number"
+            )
         if kind not in FEATURE_TYPES:
             raise DefinitionError(f"data.py: feature {name!r} has type {kind!r}; use float or int")
     label = getattr(data, "LABEL", None)
-    if not isinstance(label, str) or not label.strip() or "," in label:
-        raise DefinitionError(f"data.py must name the label column in LABEL (text without commas), not {label!r}")
+    if not _is_column_name(label):
+        raise DefinitionError(
+            f"data.py must name the label column in LABEL (text without commas, quotes or surrounding spaces), "
+            f"not {label!r}"
+        )
     if label in features:
         raise DefinitionError(f"data.py: the label column {label!r} is also listed among FEATURES")
     if not callable(getattr(data, "sample_data", None)):

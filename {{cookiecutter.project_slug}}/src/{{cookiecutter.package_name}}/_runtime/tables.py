@@ -23,6 +23,8 @@ from .contract import Table
 
 SCHEMA_FILE = "schema.json"
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"  # what spreadsheet programs put before UTF-8 CSV
+# Class indices above this are surely not class indices (and would not fit the integer types frameworks use).
+MAX_CLASS_INDEX = 2**31 - 1
 
 
 class DataError(ValueError):
@@ -118,18 +120,19 @@ def header_columns(cells: list[str], schema: Schema, source: str) -> list[str] |
 def column_positions(columns: list[str], schema: Schema, source: str, label: bool) -> list[int]:
     """Where each feature (and, for training, first the label) sits among a header's columns."""
     missing = [name for name in schema.feature_names if name not in columns]
+    unknown = [name for name in columns if name not in {*schema.feature_names, schema.label}]
+    unknown_text = (
+        f"column(s) {quoted(unknown)} are not in the schema (data.py's FEATURES and LABEL); remove them or declare them"
+    )
     if missing:
-        raise DataError(f"{source}: feature column(s) {quoted(missing)} missing from the header")
+        also = f"; {unknown_text}" if unknown else ""
+        raise DataError(f"{source}: feature column(s) {quoted(missing)} missing from the header{also}")
     if label and schema.label not in columns:
         raise DataError(f"{source}: the label column '{schema.label}' is missing from the header")
     if not label and schema.label in columns:
         raise DataError(f"{source}: column '{schema.label}' is the label; send the features only")
-    unknown = [name for name in columns if name not in {*schema.feature_names, schema.label}]
     if unknown:
-        raise DataError(
-            f"{source}: column(s) {quoted(unknown)} are not in the schema (data.py's FEATURES and LABEL); "
-            "remove them or declare them"
-        )
+        raise DataError(f"{source}: {unknown_text}")
     wanted = [schema.label, *schema.feature_names] if label else list(schema.feature_names)
     return [columns.index(name) for name in wanted]
 
@@ -137,7 +140,7 @@ def column_positions(columns: list[str], schema: Schema, source: str, label: boo
 def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) -> np.ndarray:
     """The rows of `text` as float64, or a DataError naming the column and line of the first bad cell."""
     try:
-        return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments=None, quotechar='"')
+        table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments=None, quotechar='"')
     except ValueError as error:
         message = str(error).splitlines()[0]
         bad_cell = re.search(r"could not convert string (.*) to float64 at row (\d+), column (\d+)", message)
@@ -152,6 +155,9 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
             line = int(row) + skipped_lines
             raise DataError(f"{source} line {line}: {found} columns where the rows above have {expected}") from None
         raise DataError(f"{source} is not numeric CSV: {message}") from None
+    if table.size and table.shape[1] != len(names):
+        raise DataError(f"{source}: the rows have {table.shape[1]} columns, but the header names {len(names)}")
+    return table
 
 
 def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
@@ -165,8 +171,8 @@ def check_values(table: np.ndarray, names: list[str], schema: Schema, source: st
             bad |= values != np.round(values)
             rule = "a whole number"
         if name == schema.label and schema.is_classification:
-            bad |= values < 0
-            rule = "a class index (an integer from 0); map class names to 0, 1, 2, ..."
+            bad |= (values < 0) | (values > MAX_CLASS_INDEX)
+            rule = f"a class index (an integer from 0 to {MAX_CLASS_INDEX:,}); map class names to 0, 1, 2, ..."
         if bad.any():
             row = int(np.argmax(bad))
             kind = "the label" if name == schema.label else "a feature"

@@ -18,7 +18,7 @@ from .. import data, model
 from . import hyperparameters, metrics
 from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
-from .framework import BUILDERS, FrameworkModel
+from .framework import BUILDERS, RUNTIME_HYPERPARAMETERS, FrameworkModel
 from .tables import DataError, Dataset, Schema, read_channel
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def evaluate(trained: FrameworkModel, dataset: Dataset, channel: str) -> dict[st
 
 def run(env: SageMakerEnvironment) -> dict[str, float]:
     """Train once; returns the metrics it printed."""
-    check_definitions(model, data, BUILDERS)
+    check_definitions(model, data, BUILDERS, RUNTIME_HYPERPARAMETERS)
     schema = Schema.from_definitions(model, data)
     params = hyperparameters.parse(model.HYPERPARAMETERS, env.hyperparameters())
     cluster = env.cluster()

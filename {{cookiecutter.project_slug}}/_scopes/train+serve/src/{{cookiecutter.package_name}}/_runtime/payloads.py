@@ -88,12 +88,11 @@ def wants_probabilities(accept: str | None) -> bool:
 
 
 def decode(body: bytes | bytearray | str) -> str:
-    if isinstance(body, str):
-        return body
     try:
-        return bytes(body).decode("utf-8")
+        text = body if isinstance(body, str) else bytes(body).decode("utf-8")
     except UnicodeDecodeError as error:
         raise InferenceError(f"body is not UTF-8 text (byte {error.start})") from None
+    return text.removeprefix("\ufeff")  # a byte-order mark, as spreadsheet exports write
 
 
 def parse_csv(text: str) -> Rows:
@@ -129,14 +128,26 @@ def parse_json(text: str) -> Rows:
     if document and all(isinstance(item, dict) for item in document):
         for number, record in enumerate(document):
             for name, value in record.items():
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise InferenceError(f"record {number}: feature '{name}' is {json.dumps(value)}, not a number")
+                if isinstance(value, bool) or not isinstance(value, int | float) or not _fits_a_float(value):
+                    shown = json.dumps(value) if len(str(value)) <= 40 else f"{str(value)[:40]}..."
+                    raise InferenceError(f"record {number}: feature '{name}' is {shown}, not a number")
         return Rows(records=document)
     try:
-        rows = np.asarray(document, dtype=np.float64)
+        rows = np.asarray(document)
+        if rows.dtype.kind not in "iuf" or rows.ndim > 2:  # text, true/false, ragged or nested deeper
+            raise ValueError(rows.dtype)
+        rows = rows.astype(np.float64)
     except (TypeError, ValueError, OverflowError, RecursionError):
         raise InferenceError("JSON rows must all be lists of numbers of the same length") from None
     return Rows(values=rows.reshape(1, -1) if rows.ndim == 1 else rows)
+
+
+def _fits_a_float(value: float) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def parse(body: bytes | bytearray | str, content_type: str) -> Rows:

@@ -20,6 +20,8 @@ from .contract import DefinitionError, TrainingJob
 
 ARTIFACT_NAME = "model.joblib"
 BUILDERS = ("build_estimator",)
+# Hyperparameters the runtime itself reads: none, the estimator takes them all.
+RUNTIME_HYPERPARAMETERS: tuple[str, ...] = ()
 
 
 class MultipleHostsUnsupported(ValueError):
