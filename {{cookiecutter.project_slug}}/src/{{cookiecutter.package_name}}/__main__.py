@@ -1,7 +1,7 @@
-"""Command line, and the container's entrypoint: `python -m {{ cookiecutter.package_name }} train | serve | ...`.
+"""Command line, and the container's entrypoint: `python -m {{ cookiecutter.package_name }} train{% if cookiecutter.scope == "train+serve" %} | serve{% endif %} | ...`.
 
-SageMaker starts training containers as `docker run IMAGE train` and endpoints as
-`docker run IMAGE serve`; the same commands run here against SAGEMAKER_BASE_DIR.
+SageMaker starts training containers as `docker run IMAGE train`{% if cookiecutter.scope == "train+serve" %} and endpoints as
+`docker run IMAGE serve`{% endif %}; the same commands run here against SAGEMAKER_BASE_DIR.
 """
 
 from __future__ import annotations

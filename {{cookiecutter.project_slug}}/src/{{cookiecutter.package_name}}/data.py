@@ -3,7 +3,7 @@
 Training reads every `*.csv` file of a channel (`train`, and `validation` when the job has one).
 A file may start with a header row naming its columns, in any order; a file without one holds the
 label, then the features in the order below (SageMaker's built-in algorithms' convention). The
-schema is saved with the model, and serving checks every request against it.
+schema is saved with the model, and the rows it is asked to predict are checked against it.
 
 To train on your own table: list its feature columns and their types (`float` or `int`) in
 FEATURES, name its label column in LABEL, and make `sample_data()` return a small part of it

@@ -2,7 +2,7 @@
 
 `model.py` and `data.py` are yours: they say what is learnt and from which columns. Everything in
 `_runtime/` is the template's: it reads SageMaker's contract, trains, checkpoints, spreads training
-over hosts, writes artifacts, and serves. The runtime only ever uses what these Protocols name, so
+over hosts, writes artifacts and answers with the model. The runtime only ever uses what these Protocols name, so
 anything else in your files is yours to arrange; `check_definitions` refuses a file that misses a
 part, naming it, before a job starts.
 """
@@ -34,15 +34,18 @@ class ModelDefinition(Protocol):
     """What `model.py` provides, in every framework.
 
     TASK: "classification" (labels are class indices, integers from 0; training prints accuracy;
-        serving answers class labels, or class probabilities on request) or "regression" (labels
-        are numbers; training prints RMSE and MAE; serving answers numbers).
+        predictions are class labels, or class probabilities on request) or "regression" (labels
+        are numbers; training prints RMSE and MAE; predictions are numbers).
     HYPERPARAMETERS: every hyperparameter a job may set, typed, with its default and bounds.
-        Jobs that name any other fail at once. The notebook, `python -m <package> hyperparameters`
-        and the README's table read them from here.
+        Jobs that name any other fail at once. The notebook and `python -m <package> hyperparameters`
+        read them from here.
 
-    Each framework adds the builder its runtime calls (`_runtime/framework.py` names it):
-    `build_estimator(params)` for scikit-learn; `build_network(num_features, num_outputs, params)`
-    and `build_optimizer(...)` for PyTorch and TensorFlow.
+    Each framework adds the builders its runtime calls (`_runtime/framework.py` lists them in BUILDERS,
+    and the hyperparameters it reads itself in RUNTIME_HYPERPARAMETERS): scikit-learn
+    `build_estimator(params)`; PyTorch `build_network(num_features, num_outputs, params)` and
+    `build_optimizer(parameters, params)`; TensorFlow `build_network(num_features, num_outputs, params)`
+    and `build_optimizer(params)`, with epochs, batch_size and seed declared. `params` maps every
+    hyperparameter to its typed value. Features reach the model as float64 rows in FEATURES order.
     """
 
     TASK: Task
@@ -117,7 +120,11 @@ class TrainedModel(Protocol):
         ...
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """One row of class probabilities per row, columns in `classes` order (classification only)."""
+        """One row of class probabilities per row, columns in `classes` order.
+
+        Raises ValueError where there are none (regression; an estimator without predict_proba):
+        serving then answers 406 with the reason.
+        """
         ...
 
     def save(self, model_dir: Path) -> Path:

@@ -1,11 +1,11 @@
-"""Yours: the model. The template's runtime (`_runtime/`) trains it, checkpoints it, saves it and serves it.
+"""Yours: the model. The template's runtime (`_runtime/`) trains it, checkpoints it, saves it and answers with it.
 
 Change TASK, HYPERPARAMETERS, `build_network` and `build_optimizer` to train another network; the
 contract is written down in `_runtime/contract.py`. The runtime standardises the features before
 they reach the network, picks the loss from TASK (cross-entropy on logits, or mean squared error),
 and spreads training over every host of the job. For regression set TASK = "regression": the
 network then outputs one value (the runtime also standardises the target), training prints RMSE
-and MAE, and serving answers numbers. The runtime reads epochs, batch_size and seed; keep them.
+and MAE, and predictions are numbers. The runtime reads epochs, batch_size and seed; keep them.
 """
 
 from collections.abc import Iterable

@@ -1,8 +1,8 @@
-"""Yours: the model. The template's runtime (`_runtime/`) fits it, saves it, loads it and serves it.
+"""Yours: the model. The template's runtime (`_runtime/`) fits it, saves it, loads it and answers with it.
 
 Change TASK, HYPERPARAMETERS and `build_estimator` to train another scikit-learn estimator; the
 contract is written down in `_runtime/contract.py`. For regression, set TASK = "regression" and
-return a regressor: training then prints RMSE and MAE, and serving answers numbers.
+return a regressor: training then prints RMSE and MAE, and predictions are numbers.
 """
 
 from typing import Any

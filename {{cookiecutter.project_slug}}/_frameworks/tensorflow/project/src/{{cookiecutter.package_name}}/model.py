@@ -1,4 +1,4 @@
-"""Yours: the model. The template's runtime (`_runtime/`) trains it, on one host or several, saves it and serves it.
+"""Yours: the model. The template's runtime (`_runtime/`) trains it, on one host or several, saves and exports it.
 
 Change `build_network` for another Keras network, `build_optimizer` for another optimizer, and
 HYPERPARAMETERS for the settings a job may pass (keep epochs, batch_size and seed: the runtime reads

@@ -1,6 +1,6 @@
 """scikit-learn under the contract: fits model.py's estimator, saves it with joblib, answers with it.
 
-This is the only runtime module that knows the framework. A scikit-learn estimator trains on one
+This is the only runtime module that fits or loads an estimator. A scikit-learn estimator trains on one
 host, in one call, on the CPU: it has nothing to checkpoint and no GPU to use.
 """
 
