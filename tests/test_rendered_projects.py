@@ -50,9 +50,10 @@ def test_notebook_is_valid(project):
     )
 
 
-# What a project's multi-host tests run: where every one of these files is byte-identical to the copy in
-# the first combination of the same framework, running them again would repeat that run (a minute or more).
-MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py")
+# What a project's multi-host and stop-and-resume tests run: where every one of these files is byte-identical
+# to the copy in the first combination of the same framework, running them again would repeat that run (a
+# minute or more each); the rest of the slow tier (the scripts) differs by combination and always runs.
+MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py", "test_stop_and_resume.py")
 SERVING_ONLY = {"inference.py", "payloads.py", "server.py", "__main__.py"}
 
 
@@ -68,7 +69,8 @@ def test_project_suite_passes(request, project, bake_once):
     first = next(each for each in SUPPORTED if each.framework == combination.framework)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if combination != first and multi_host_code(project) == multi_host_code(bake_once(**first.answers()).project_path):
-        command += ["-m", "not multi_host"]  # run in full in the first combination of this framework
+        # Run in full in the first combination of this framework.
+        command += ["-m", "not multi_host", "--ignore", "tests/test_stop_and_resume.py"]
     output = check(command, project, "the project's own pytest")
     summary = output.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary

@@ -77,8 +77,8 @@ def test_toolkit_reports_a_failing_job(tmp_path):
 {%- if cookiecutter.framework != "sklearn" %}
 
 
+# Slow, but not marked multi_host: the template's suite runs it in every extend-prebuilt combination.
 @pytest.mark.slow
-@pytest.mark.multi_host
 def test_toolkit_trains_across_two_hosts_and_only_the_master_keeps_the_model(tmp_path):
     trees = [add_code(tree) for tree in host_trees(tmp_path)]
     port = str(free_ports(len(trees)))
