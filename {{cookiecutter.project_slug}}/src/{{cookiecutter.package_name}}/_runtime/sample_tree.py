@@ -30,25 +30,22 @@ def split_rows(labels: np.ndarray, validation_fraction: float, seed: int, task: 
     return train, validation
 
 
-def sample_parts() -> tuple[Table, np.ndarray, np.ndarray]:
-    """data.py's sample table, checked against the schema, and the rows of its train and validation parts."""
+def sample_parts() -> tuple[Table, Dataset, np.ndarray, np.ndarray]:
+    """data.py's sample table, the same checked against the schema, and the rows of its two parts."""
     table = data.sample_data()
-    labels = dataset_from_table(table, schema()).labels
-    return (table, *split_rows(labels, SAMPLE_VALIDATION_FRACTION, SAMPLE_SEED, model.TASK))
+    dataset = dataset_from_table(table, schema())
+    return (table, dataset, *split_rows(dataset.labels, SAMPLE_VALIDATION_FRACTION, SAMPLE_SEED, model.TASK))
 
 
 def sample_split() -> tuple[Dataset, Dataset]:
     """The sample data's train and validation parts, as training reads them from the sample tree."""
-    table, train, validation = sample_parts()
-    dataset = dataset_from_table(table, schema())
+    _, dataset, train, validation = sample_parts()
     return tuple(Dataset(dataset.features[rows], dataset.labels[rows]) for rows in (train, validation))
 
 
 def _write(path: Path, table: Table, rows: np.ndarray) -> None:
     """Rows of the sample table in its own column order, with a header: training matches them by name."""
-    columns = schema()
-    whole = [*columns.integer_features, *([columns.label] if columns.is_classification else [])]
-    write_csv(path, Table(table.columns, np.asarray(table.rows)[rows]), whole)
+    write_csv(path, Table(table.columns, np.asarray(table.rows)[rows]), schema().whole_number_columns)
 
 
 def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str], train_files: int = 1) -> None:
@@ -60,7 +57,7 @@ def write_sample_tree(base_dir: Path, hyperparameters: Mapping[str, str], train_
     """
     if train_files < 1:
         raise ValueError(f"train_files must be at least 1, not {train_files}")
-    table, train, validation = sample_parts()
+    table, _, train, validation = sample_parts()
     config_dir = base_dir / "input" / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     channel = {

@@ -56,6 +56,11 @@ class Schema:
     def is_classification(self) -> bool:
         return self.task == "classification"
 
+    @property
+    def whole_number_columns(self) -> tuple[str, ...]:
+        """The int features, and the label when it is a class index."""
+        return (*self.integer_features, *([self.label] if self.is_classification else []))
+
     def to_json(self) -> dict[str, Any]:
         return {"features": [{"name": n, "type": t} for n, t in self.features], "label": self.label, "task": self.task}
 
@@ -93,10 +98,11 @@ def split_cells(line: str) -> list[str]:
     return [cell.strip().strip('"').strip() for cell in line.split(",")]
 
 
-def is_number(cell: str) -> bool:
+def is_number(cell: str | float) -> bool:
+    """Whether a CSV cell reads as a number, or a JSON number fits a float (a huge integer does not)."""
     try:
         float(cell)
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
     return True
 
@@ -162,7 +168,7 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
 
 def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
     """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label."""
-    whole = {*schema.integer_features, *([schema.label] if schema.is_classification else [])}
+    whole = set(schema.whole_number_columns)
     for position, name in enumerate(names):
         values = table[:, position]
         bad = ~np.isfinite(values)
@@ -192,12 +198,13 @@ def read_csv(path: Path, schema: Schema) -> np.ndarray:
     lines = text.lstrip("\r\n").splitlines()
     if not lines or not text.strip():
         return np.empty((0, 0))
-    columns = header_columns(split_cells(lines[0]), schema, str(path))
+    first_row = split_cells(lines[0])
+    columns = header_columns(first_row, schema, str(path))
     wanted = [schema.label, *schema.feature_names]
     if columns is None:
-        if len(split_cells(lines[0])) != len(wanted):
+        if len(first_row) != len(wanted):
             raise DataError(
-                f"{path} has no header and {len(split_cells(lines[0]))} columns; a file without a header holds "
+                f"{path} has no header and {len(first_row)} columns; a file without a header holds "
                 f"the label, then data.py's {len(schema.features)} features in order ({quoted(schema.feature_names)}). "
                 "Add a header row naming the columns, or reorder them."
             )

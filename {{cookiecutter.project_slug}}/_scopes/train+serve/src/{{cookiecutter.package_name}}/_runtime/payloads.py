@@ -128,7 +128,7 @@ def parse_json(text: str) -> Rows:
     if document and all(isinstance(item, dict) for item in document):
         for number, record in enumerate(document):
             for name, value in record.items():
-                if isinstance(value, bool) or not isinstance(value, int | float) or not _fits_a_float(value):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not is_number(value):
                     shown = json.dumps(value) if len(str(value)) <= 40 else f"{str(value)[:40]}..."
                     raise InferenceError(f"record {number}: feature '{name}' is {shown}, not a number")
         return Rows(records=document)
@@ -140,14 +140,6 @@ def parse_json(text: str) -> Rows:
     except (TypeError, ValueError, OverflowError, RecursionError):
         raise InferenceError("JSON rows must all be lists of numbers of the same length") from None
     return Rows(values=rows.reshape(1, -1) if rows.ndim == 1 else rows)
-
-
-def _fits_a_float(value: float) -> bool:
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def parse(body: bytes | bytearray | str, content_type: str) -> Rows:
