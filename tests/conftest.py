@@ -75,6 +75,7 @@ RUNTIME_MODULES = (
     "sample_tree.py",
     "tables.py",
     "training.py",
+    "tuning.py",
 )
 FRAMEWORK_RUNTIME_MODULES = {
     "sklearn": (),
@@ -121,6 +122,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/test_framework.py",
         "tests/test_scripts.py",
         "tests/test_train.py",
+        "tests/test_tuning.py",
     }
     if answers.get("base_image", "from-scratch") == "extend-prebuilt":
         files |= {"prebuilt-images.json", "toolkit/train_entry.py", "tests/test_toolkit_training.py"}

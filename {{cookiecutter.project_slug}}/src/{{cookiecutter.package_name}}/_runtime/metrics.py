@@ -32,3 +32,13 @@ def metric_definitions(task: str) -> list[dict[str, str]]:
         for channel in CHANNELS
         for name in METRICS_BY_TASK[task]
     ]
+
+
+# What a tuning job optimises, by task: a validation metric training prints, and which way is better.
+TUNING_OBJECTIVES = {"classification": ("Maximize", "accuracy"), "regression": ("Minimize", "rmse")}
+
+
+def tuning_objective(task: str) -> dict[str, str]:
+    """Type and MetricName of the tuning job's objective, as CreateHyperParameterTuningJob takes them."""
+    direction, name = TUNING_OBJECTIVES[task]
+    return {"Type": direction, "MetricName": f"validation:{name}"}

@@ -21,8 +21,8 @@ TASK = "classification"
 HYPERPARAMETERS = (
     Hyperparameter("epochs", int, 30, "Passes over the training data.", minimum=1),
     Hyperparameter("batch_size", int, 32, "Rows per gradient step, across all hosts.", minimum=1),
-    Hyperparameter("learning_rate", float, 0.002, "Adam's step size.", minimum=0.0),
-    Hyperparameter("hidden_units", int, 32, "Width of each of the two hidden layers.", minimum=1),
+    Hyperparameter("learning_rate", float, 0.002, "Adam's step size.", minimum=1e-5, maximum=1.0),
+    Hyperparameter("hidden_units", int, 32, "Width of each of the two hidden layers.", minimum=1, maximum=1024),
     Hyperparameter("seed", int, 0, "Seed for initial weights and shuffling, for repeatable runs.", minimum=0),
 )
 

@@ -14,8 +14,8 @@ from ._runtime import Hyperparameter
 TASK = "classification"
 
 HYPERPARAMETERS = (
-    Hyperparameter("max_depth", int, 5, "Deepest level of the tree; 0 means no limit.", minimum=0),
-    Hyperparameter("min_samples_leaf", int, 1, "Fewest training rows a leaf may hold.", minimum=1),
+    Hyperparameter("max_depth", int, 5, "Deepest level of the tree; 0 means no limit.", minimum=0, maximum=32),
+    Hyperparameter("min_samples_leaf", int, 1, "Fewest training rows a leaf may hold.", minimum=1, maximum=100),
     Hyperparameter("criterion", str, "gini", "How a split is scored.", choices=("gini", "entropy", "log_loss")),
     Hyperparameter("random_state", int, 0, "Seed, for repeatable trees.", minimum=0),
 )
