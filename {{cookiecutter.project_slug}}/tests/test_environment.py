@@ -35,10 +35,15 @@ def test_toolkit_variables_win_over_the_base_dir(tmp_path):
     assert env.num_gpus == 2
 
 
-def test_hyperparameters_are_strings_without_platform_keys(sagemaker_tree):
+def test_hyperparameters_are_strings_as_given(sagemaker_tree):
+    # SageMaker's own names stay in: hyperparameters.parse leaves them out, in one place.
     config = sagemaker_tree / "input" / "config" / "hyperparameters.json"
     config.write_text(json.dumps({"max_depth": 3, "sagemaker_program": "train.py", "criterion": "gini"}))
-    assert environment_for(sagemaker_tree).hyperparameters() == {"max_depth": "3", "criterion": "gini"}
+    assert environment_for(sagemaker_tree).hyperparameters() == {
+        "max_depth": "3",
+        "sagemaker_program": "train.py",
+        "criterion": "gini",
+    }
 
 
 def test_missing_config_files_mean_defaults(tmp_path):

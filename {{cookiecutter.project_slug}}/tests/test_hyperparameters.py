@@ -1,12 +1,14 @@
 import pytest
 
 from {{ cookiecutter.package_name }}._runtime.hyperparameters import (
+    RESERVED,
     Hyperparameter,
     HyperparameterError,
     as_strings,
     defaults,
     markdown_table,
     parse,
+    reserved_given,
 )
 from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS
 
@@ -49,17 +51,58 @@ def test_unknown_names_are_refused_with_the_allowed_ones():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"epochs": "ten"}, "epochs='ten' is not a valid int"),
-        ({"epochs": "2.5"}, "epochs='2.5' is not a valid int"),
-        ({"epochs": "0"}, "epochs=0 is below the minimum 1"),
-        ({"rate": "1.5"}, "rate=1.5 is above the maximum 1.0"),
-        ({"shuffle": "maybe"}, "shuffle='maybe' is not a valid bool"),
-        ({"loss": "hinge"}, "loss='hinge' is not one of: gini, entropy"),
+        ({"epochs": "ten"}, "epochs must be a valid int; given 'ten'"),
+        ({"epochs": "2.5"}, "epochs must be a valid int; given '2.5'"),
+        ({"epochs": "1e999"}, "epochs must be a valid int; given '1e999'"),
+        ({"epochs": "0"}, "epochs is below its minimum 1; given 0"),
+        ({"rate": "1.5"}, "rate is above its maximum 1.0; given 1.5"),
+        ({"shuffle": "maybe"}, "shuffle must be a valid bool; given 'maybe'"),
+        ({"loss": "hinge"}, "loss must be one of: gini, entropy; given 'hinge'"),
     ],
 )
 def test_ill_typed_values_name_the_field(raw, message):
     with pytest.raises(HyperparameterError, match=message):
         parse(SCHEMA, raw)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_tuning_objective_metric",
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_job_name",
+        "sagemaker_estimator_class_name",
+        "sagemaker_distributed_dataparallel_enabled",
+    ],
+)
+def test_names_sagemaker_adds_are_accepted_and_left_out(name):
+    raw = {"epochs": "3", name: '"validation:accuracy"'}
+    assert parse(SCHEMA, raw) == {**defaults(SCHEMA), "epochs": 3}
+    assert reserved_given(SCHEMA, raw) == [name]
+
+
+def test_reserved_names_are_listed_with_their_origin():
+    assert "_tuning_objective_metric" in RESERVED
+    assert all(origin.strip() for origin in RESERVED.values())
+
+
+def test_a_long_value_is_echoed_short_after_the_explanation():
+    with pytest.raises(HyperparameterError) as raised:
+        parse(SCHEMA, {"epochs": "9" * 5000 + "x"})
+    message = str(raised.value)
+    assert message.startswith("hyperparameter epochs must be a valid int; given '999")
+    assert "(5,003 characters)" in message
+    assert len(message) < 150
+
+
+def test_many_unknown_names_are_listed_short():
+    with pytest.raises(HyperparameterError) as raised:
+        parse(SCHEMA, {f"knob_{index:04d}_{'y' * 200}": "1" for index in range(1000)})
+    message = str(raised.value)
+    assert message.startswith("unknown hyperparameter(s) knob_0000_")
+    assert "and 990 more; allowed: epochs, loss, rate, shuffle" in message
+    assert len(message) < 600
 
 
 def test_as_strings_spells_values_as_sagemaker_does():

@@ -59,7 +59,7 @@ def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
     set_hyperparameters(sagemaker_tree, {name: "deep"})
     assert main(environment_for(sagemaker_tree)) == 1
     reason = (sagemaker_tree / "output" / "failure").read_text()
-    assert reason.startswith(f"HyperparameterError: hyperparameter {name}='deep' is not a valid int")
+    assert reason.startswith(f"HyperparameterError: hyperparameter {name} must be a valid int; given 'deep'")
     assert model_files(sagemaker_tree) == []
 
 
@@ -121,6 +121,29 @@ def test_a_successful_retry_clears_the_old_failure(sagemaker_tree):
     failure.write_text("old reason")
     assert main(environment_for(sagemaker_tree)) == 0
     assert not failure.exists()
+
+
+def test_a_huge_bad_value_leaves_the_explanation_in_sagemakers_reason(sagemaker_tree):
+    name = next(spec.name for spec in HYPERPARAMETERS if spec.type is int)
+    set_hyperparameters(sagemaker_tree, {name: "7" * 3000 + "!"})
+    assert main(environment_for(sagemaker_tree)) == 1
+    reason = (sagemaker_tree / "output" / "failure").read_text()
+    assert len(reason) < FAILURE_REASON_LIMIT
+    assert reason.startswith(f"HyperparameterError: hyperparameter {name} must be a valid int; given '777")
+
+
+def test_a_tuning_jobs_reserved_hyperparameters_train(sagemaker_tree, caplog):
+    # What automatic model tuning and the SDK add to each training job a tuning job starts.
+    set_hyperparameters(
+        sagemaker_tree,
+        {"_tuning_objective_metric": "validation:accuracy", "sagemaker_estimator_module": "sagemaker.estimator"},
+    )
+    with caplog.at_level("INFO"):
+        assert main(environment_for(sagemaker_tree)) == 0
+    assert "left out SageMaker's own hyperparameter(s): _tuning_objective_metric, sagemaker_estimator_module" in (
+        caplog.text
+    )
+    assert (sagemaker_tree / "model" / "schema.json").exists()
 
 
 def test_failure_reason_keeps_the_start_and_fits_sagemakers_limit():

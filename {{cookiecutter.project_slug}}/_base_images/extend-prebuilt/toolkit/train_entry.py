@@ -23,6 +23,7 @@ INFERENCE_HANDLERS = Path(__file__).resolve().with_name("inference.py")
 # the artifact, modules you add included.
 LEFT_OUT = (
     "__main__.py",
+    "_runtime/channels.py",
     "_runtime/metrics.py",
     "_runtime/sample_tree.py",
     "_runtime/server.py",

@@ -21,6 +21,11 @@ DEFAULT_DISTRIBUTED_PORT = 29500
 # job; override with DISTRIBUTED_TIMEOUT_SECONDS. Hosts of one job can start minutes apart.
 DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS = 600.0
 FULLY_REPLICATED = "FullyReplicated"
+# Where SageMaker keeps files between jobs on a warm pool's instance (set only for such jobs).
+WARM_POOL_CACHE_VARIABLE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
+# Channels larger than this (MB of CSV on disk) are read into a memory-mapped file instead of memory;
+# override with STREAM_DATA_ABOVE_MB (0: always).
+DEFAULT_STREAM_DATA_ABOVE_MB = 1024.0
 
 
 class ContractError(Exception):
@@ -133,8 +138,8 @@ class SageMakerEnvironment:
         raw = self._read_config("hyperparameters.json", {})
         if not isinstance(raw, dict):
             raise ContractError("hyperparameters.json must hold a JSON object")
-        # Keys starting with sagemaker_ belong to the platform (toolkit, SDK), not to the model.
-        return {str(key): str(value) for key, value in raw.items() if not str(key).startswith("sagemaker_")}
+        # All of them, SageMaker's own included: hyperparameters.RESERVED says which names are left out.
+        return {str(key): str(value) for key, value in raw.items()}
 
     def input_data_config(self) -> dict[str, dict[str, str]]:
         config = self._read_config("inputdataconfig.json", {})
@@ -172,6 +177,28 @@ class SageMakerEnvironment:
     def distribution(self, channel: str) -> str:
         """S3DistributionType of a channel: FullyReplicated (every host gets all files) or ShardedByS3Key."""
         return str(self.input_data_config().get(channel, {}).get("S3DistributionType", FULLY_REPLICATED))
+
+    @property
+    def warm_pool_cache_dir(self) -> Path | None:
+        """The warm pool's persistent cache folder, on jobs that run on a warm pool; else None."""
+        value = self.variables.get(WARM_POOL_CACHE_VARIABLE)
+        return Path(value) if value and Path(value).is_dir() else None
+
+    @property
+    def stream_data_above_bytes(self) -> float:
+        text = self.variables.get("STREAM_DATA_ABOVE_MB", "")
+        try:
+            megabytes = float(text) if text else DEFAULT_STREAM_DATA_ABOVE_MB
+        except ValueError:
+            megabytes = -1.0
+        if not megabytes >= 0:
+            raise ContractError(f"STREAM_DATA_ABOVE_MB must be a number of megabytes, 0 or more, not {text!r}")
+        return megabytes * 2**20
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Room on the job's storage volume for files that live only while the job runs."""
+        return self.base_dir / "scratch"
 
     @property
     def num_gpus(self) -> int:

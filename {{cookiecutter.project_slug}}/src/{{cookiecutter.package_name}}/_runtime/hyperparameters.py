@@ -2,7 +2,8 @@
 
 SageMaker hands every hyperparameter over as a string. `parse` turns them into typed values
 and refuses unknown names and ill-typed values with a message that names the field, so a
-typo in a launcher fails the job at once instead of silently training with a default.
+typo in a launcher fails the job at once instead of silently training with a default. The names
+SageMaker and its toolkits add to a job themselves (RESERVED) are accepted and left out.
 """
 
 from __future__ import annotations
@@ -12,8 +13,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .messages import listed, shown
+
 TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
+
+# Hyperparameters that reach a job without the user asking, and where each comes from. None of them
+# is a setting of the model: they are accepted and ignored, so that such jobs do not fail at once.
+RESERVED = {
+    "_tuning_objective_metric": "automatic model tuning: every training job a tuning job starts",
+    "sagemaker_program": "the SageMaker SDK's script mode and its tuner (the entry script)",
+    "sagemaker_submit_directory": "the SageMaker SDK's script mode (where the code was uploaded)",
+    "sagemaker_container_log_level": "the SageMaker SDK (the toolkit's log level)",
+    "sagemaker_job_name": "the SageMaker SDK (the job's name)",
+    "sagemaker_region": "the SageMaker SDK (the job's region)",
+    "sagemaker_estimator_class_name": "the SageMaker SDK's tuner, for framework estimators",
+    "sagemaker_estimator_module": "the SageMaker SDK's tuner, for framework estimators",
+}
+# The sagemaker-training toolkit takes every hyperparameter with this prefix as its own setting
+# (distribution, MPI, metrics and so on), never as the user's.
+RESERVED_PREFIX = "sagemaker_"
 
 
 class HyperparameterError(ValueError):
@@ -34,17 +53,21 @@ class Hyperparameter:
         text = _unquote(text.strip())
         try:
             value = _convert(self.type, text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise HyperparameterError(
-                f"hyperparameter {self.name}={text!r} is not a valid {self.type.__name__}"
+                f"hyperparameter {self.name} must be a valid {self.type.__name__}; given {shown(text)}"
             ) from None
         if self.choices and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
-            raise HyperparameterError(f"hyperparameter {self.name}={value!r} is not one of: {allowed}")
+            raise HyperparameterError(f"hyperparameter {self.name} must be one of: {allowed}; given {shown(value)}")
         if self.minimum is not None and value < self.minimum:
-            raise HyperparameterError(f"hyperparameter {self.name}={value} is below the minimum {self.minimum}")
+            raise HyperparameterError(
+                f"hyperparameter {self.name} is below its minimum {self.minimum}; given {shown(value)}"
+            )
         if self.maximum is not None and value > self.maximum:
-            raise HyperparameterError(f"hyperparameter {self.name}={value} is above the maximum {self.maximum}")
+            raise HyperparameterError(
+                f"hyperparameter {self.name} is above its maximum {self.maximum}; given {shown(value)}"
+            )
         return value
 
     def bounds(self) -> str:
@@ -53,6 +76,10 @@ class Hyperparameter:
         low = "" if self.minimum is None else f">= {self.minimum}"
         high = "" if self.maximum is None else f"<= {self.maximum}"
         return ", ".join(part for part in (low, high) if part)
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith(RESERVED_PREFIX)
 
 
 def _unquote(text: str) -> str:
@@ -81,14 +108,23 @@ def _convert(kind: type, text: str) -> Any:
 
 
 def parse(schema: Iterable[Hyperparameter], raw: Mapping[str, str]) -> dict[str, Any]:
-    """Typed values for every declared hyperparameter: given ones parsed, the rest defaulted."""
+    """Typed values for every declared hyperparameter: given ones parsed, the rest defaulted.
+
+    Reserved names (RESERVED, RESERVED_PREFIX) are left out unless the schema declares them.
+    """
     declared = {spec.name: spec for spec in schema}
-    unknown = sorted(set(raw) - set(declared))
+    unknown = sorted(name for name in set(raw) - set(declared) if not is_reserved(name))
     if unknown:
         raise HyperparameterError(
-            f"unknown hyperparameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(declared))}"
+            f"unknown hyperparameter(s) {listed(unknown)}; allowed: {listed(sorted(declared), len(declared))}"
         )
     return {name: spec.parse(raw[name]) if name in raw else spec.default for name, spec in declared.items()}
+
+
+def reserved_given(schema: Iterable[Hyperparameter], raw: Mapping[str, str]) -> list[str]:
+    """The reserved names a job was given that `parse` leaves out, for the log."""
+    declared = {spec.name for spec in schema}
+    return sorted(name for name in raw if name not in declared and is_reserved(name))
 
 
 def as_strings(values: Mapping[str, Any]) -> dict[str, str]:

@@ -8,23 +8,30 @@ features in FEATURES order. Every refusal names the file, the column and, where 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from .contract import Table
+from .messages import shown
 
 SCHEMA_FILE = "schema.json"
-BYTE_ORDER_MARK = b"\xef\xbb\xbf"  # what spreadsheet programs put before UTF-8 CSV
 # Class indices above this are surely not class indices (and would not fit the integer types frameworks use).
 MAX_CLASS_INDEX = 2**31 - 1
+# Class indices may go beyond the number of rows up to this, for small channels of many-class tasks.
+MIN_CLASS_LIMIT = 1000
+# Lines of CSV parsed at once: bounds the text held in memory while reading a file.
+CHUNK_LINES = 100_000
+# Rows per block when computing column statistics.
+MOMENT_ROWS = 65_536
 
 
 class DataError(ValueError):
@@ -91,7 +98,7 @@ class Dataset:
 
 
 def quoted(names: Iterable[str]) -> str:
-    return ", ".join(f"'{name}'" for name in names)
+    return ", ".join(shown(str(name), 40) for name in names)
 
 
 def split_cells(line: str) -> list[str]:
@@ -151,10 +158,11 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
         message = str(error).splitlines()[0]
         bad_cell = re.search(r"could not convert string (.*) to float64 at row (\d+), column (\d+)", message)
         if bad_cell:
-            value, row, column = bad_cell[1], int(bad_cell[2]), int(bad_cell[3])
+            cell, row, column = bad_cell[1], int(bad_cell[2]), int(bad_cell[3])
+            value = cell.removeprefix("'").removesuffix("'")  # numpy quotes the cell (and cuts a long one)
             name = names[column - 1] if column <= len(names) else f"#{column}"
             line = row + 1 + skipped_lines
-            raise DataError(f"{source} line {line}: column '{name}' holds {value}, not a number") from None
+            raise DataError(f"{source} line {line}: column '{name}' holds {shown(value)}, not a number") from None
         widths = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
         if widths:
             expected, found, row = widths.groups()
@@ -166,8 +174,11 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
     return table
 
 
-def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
-    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label."""
+def check_values(
+    table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int, class_limit: int | None = None
+) -> None:
+    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label,
+    below `class_limit` where one is given."""
     whole = set(schema.whole_number_columns)
     for position, name in enumerate(names):
         values = table[:, position]
@@ -184,22 +195,74 @@ def check_values(table: np.ndarray, names: list[str], schema: Schema, source: st
             kind = "the label" if name == schema.label else "a feature"
             line = f" line {first_line + row}" if first_line else f" row {row + 1}"
             raise DataError(f"{source}{line}: column '{name}' ({kind}) holds {values[row]:g}; it must be {rule}")
+        if name == schema.label and schema.is_classification and class_limit is not None:
+            beyond = values >= class_limit
+            if beyond.any():
+                row = int(np.argmax(beyond))
+                raise DataError(
+                    f"{source} line {first_line + row}: class index {values[row]:.0f} in column '{name}' is beyond "
+                    f"what the channel's {class_limit:,} lines can hold (classes are numbered 0, 1, 2, ..., one "
+                    "network output each); number the classes from 0 without gaps"
+                )
 
 
-def read_csv(path: Path, schema: Schema) -> np.ndarray:
-    """One channel file as rows of [label, *features] in the schema's order (no rows: shape (0, 0))."""
+def channel_files(name: str, directory: Path) -> list[Path]:
+    """Every `*.csv` under a channel's folder, in any sub-folder, linked ones included, in path order."""
+    if not directory.is_dir():
+        raise DataError(f"channel '{name}' is missing: no folder at {directory}")
+    files, visited = [], set()
+    for folder, subfolders, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a link back up the tree: read its files once
+            subfolders.clear()
+            continue
+        visited.add(real)
+        for file_name in names:
+            path = Path(folder) / file_name
+            if not file_name.endswith(".csv"):
+                continue
+            if not path.is_file():
+                raise DataError(f"channel '{name}': {path} is a link to nothing, or not a file")
+            files.append(path)
+    if not files:
+        raise DataError(f"channel '{name}' holds no .csv files in {directory}")
+    return sorted(files)
+
+
+def line_count(path: Path) -> int:
+    """At least the number of lines in a file, counted without decoding it."""
+    newlines = returns = 0
+    with path.open("rb") as handle:
+        while block := handle.read(2**20):
+            newlines += block.count(b"\n")
+            returns += block.count(b"\r")
+    return max(newlines, returns) + 1
+
+
+def csv_chunks(path: Path, schema: Schema, class_limit: int) -> Iterator[np.ndarray]:
+    """One channel file as chunks of rows [label, *features] in the schema's order, each checked.
+
+    Read CHUNK_LINES lines at a time, so that a file never has to fit in memory as text.
+    """
     try:
-        content = path.read_bytes().removeprefix(BYTE_ORDER_MARK)
-        text = content.decode("utf-8")
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not part of the header
+            yield from _chunks_of(handle, path, schema, class_limit)
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text (byte {error.start}): is it a CSV file?") from None
-    lines = text.lstrip("\r\n").splitlines()
-    if not lines or not text.strip():
-        return np.empty((0, 0))
-    first_row = split_cells(lines[0])
-    columns = header_columns(first_row, schema, str(path))
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text: is it a CSV file?") from None
+
+
+def _chunks_of(handle: TextIO, path: Path, schema: Schema, class_limit: int) -> Iterator[np.ndarray]:
+    source = str(path)
+    skipped = 0
+    first = handle.readline()
+    while first and not first.strip():
+        skipped, first = skipped + 1, handle.readline()
+    if not first:
+        return
+    first_row = split_cells(first)
+    columns = header_columns(first_row, schema, source)
     wanted = [schema.label, *schema.feature_names]
     if columns is None:
         if len(first_row) != len(wanted):
@@ -208,29 +271,75 @@ def read_csv(path: Path, schema: Schema) -> np.ndarray:
                 f"the label, then data.py's {len(schema.features)} features in order ({quoted(schema.feature_names)}). "
                 "Add a header row naming the columns, or reorder them."
             )
-        table = parse_numbers("\n".join(lines), str(path), wanted, skipped_lines=0)
-        check_values(table, wanted, schema, str(path), first_line=1)
-        return table
-    positions = column_positions(columns, schema, str(path), label=True)
-    if len(lines) == 1:
-        return np.empty((0, 0))
-    table = parse_numbers("\n".join(lines[1:]), str(path), columns, skipped_lines=1)
-    ordered = table[:, positions]
-    check_values(ordered, wanted, schema, str(path), first_line=2)
-    return ordered
+        names, positions, pending = wanted, None, [first]
+    else:
+        names, positions, pending = columns, column_positions(columns, schema, source, label=True), []
+        skipped += 1
+    while True:
+        pending += itertools.islice(handle, CHUNK_LINES - len(pending))
+        if not pending:
+            return
+        text = "".join(pending)
+        if not text.strip():  # blank lines only
+            skipped, pending = skipped + len(pending), []
+            continue
+        table = parse_numbers(text, source, names, skipped_lines=skipped)
+        ordered = table if positions is None else table[:, positions]
+        check_values(ordered, wanted, schema, source, first_line=skipped + 1, class_limit=class_limit)
+        skipped += len(pending)
+        pending = []
+        if ordered.size:
+            yield ordered
 
 
-def read_channel(name: str, directory: Path, schema: Schema) -> Dataset:
-    """All rows of one channel: every `*.csv` file under its folder, in any sub-folder, in name order."""
-    if not directory.is_dir():
-        raise DataError(f"channel '{name}' is missing: no folder at {directory}")
-    files = sorted(path for path in directory.rglob("*.csv") if path.is_file())
-    if not files:
-        raise DataError(f"channel '{name}' holds no .csv files in {directory}")
-    tables = [table for path in files if (table := read_csv(path, schema)).size]
-    if not tables:
+class RowBuffer:
+    """Rows of [label, *features] gathered file by file into one array, in memory or in a memory-mapped file."""
+
+    def __init__(self, capacity: int, width: int, mapped_file: Path | None) -> None:
+        if mapped_file is None:
+            self.array = np.empty((capacity, width), dtype=np.float64)
+        else:
+            mapped_file.parent.mkdir(parents=True, exist_ok=True)
+            self.array = np.lib.format.open_memmap(mapped_file, mode="w+", dtype=np.float64, shape=(capacity, width))
+        self.filled = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        self.array[self.filled : self.filled + len(rows)] = rows
+        self.filled += len(rows)
+
+    def rows(self) -> np.ndarray:
+        if isinstance(self.array, np.memmap):
+            self.array.flush()
+        return self.array[: self.filled]
+
+
+def read_channel(name: str, directory: Path, schema: Schema, mapped_file: Path | None = None) -> Dataset:
+    """All rows of one channel: every `*.csv` file under its folder, in any sub-folder, in path order."""
+    return dataset_of(read_rows(name, directory, schema, mapped_file), schema)
+
+
+def read_rows(name: str, directory: Path, schema: Schema, mapped_file: Path | None = None) -> np.ndarray:
+    """A channel's rows of [label, *features], in the schema's order.
+
+    The rows go straight into one array, in memory or, given `mapped_file`, memory-mapped from that
+    file, so the data never needs to fit in memory, and is never held twice.
+    """
+    files = channel_files(name, directory)
+    capacity = sum(line_count(path) for path in files)
+    # A class index says how many classes the model has; one beyond what the rows could hold is a mistake
+    # (and would make a network with that many outputs).
+    class_limit = max(MIN_CLASS_LIMIT, capacity)
+    buffer = RowBuffer(capacity, 1 + len(schema.features), mapped_file)
+    for path in files:
+        for rows in csv_chunks(path, schema, class_limit):
+            buffer.add(rows)
+    if not buffer.filled:
         raise DataError(f"channel '{name}' has no rows: every .csv file in {directory} is empty")
-    rows = np.concatenate(tables)
+    return buffer.rows()
+
+
+def dataset_of(rows: np.ndarray, schema: Schema) -> Dataset:
+    """Rows of [label, *features] as a Dataset: the features a view of them, class indices as integers."""
     labels = rows[:, 0].astype(np.int64) if schema.is_classification else rows[:, 0]
     return Dataset(features=rows[:, 1:], labels=labels)
 
@@ -250,8 +359,34 @@ def dataset_from_table(table: Table, schema: Schema, source: str = "sample_data(
     positions = column_positions(list(table.columns), schema, source, label=True)
     ordered = np.asarray(table.rows, dtype=np.float64)[:, positions]
     check_values(ordered, [schema.label, *schema.feature_names], schema, source, first_line=0)
-    labels = ordered[:, 0].astype(np.int64) if schema.is_classification else ordered[:, 0]
-    return Dataset(features=ordered[:, 1:], labels=labels)
+    return dataset_of(ordered, schema)
+
+
+def column_moments(features: np.ndarray, labels: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+    """Rows, and each column's mean and variance: the features' and, given labels, the label's as one more.
+
+    Computed MOMENT_ROWS rows at a time and combined (Chan's formula), so a memory-mapped channel is
+    never copied whole into memory.
+    """
+    count, mean, squares = 0, None, None
+    for start in range(0, len(features), MOMENT_ROWS):
+        block = np.asarray(features[start : start + MOMENT_ROWS], dtype=np.float64)
+        if labels is not None:
+            block = np.column_stack([block, labels[start : start + MOMENT_ROWS]])
+        rows, block_mean = len(block), block.mean(axis=0)
+        block_squares = ((block - block_mean) ** 2).sum(axis=0)
+        if mean is None:
+            count, mean, squares = rows, block_mean, block_squares
+            continue
+        delta = block_mean - mean
+        total = count + rows
+        mean = mean + delta * rows / total
+        squares = squares + block_squares + delta**2 * count * rows / total
+        count = total
+    if mean is None:
+        width = features.shape[1] + (labels is not None)
+        return 0, np.zeros(width), np.zeros(width)
+    return count, mean, squares / count
 
 
 def table_of(dataset: Dataset, schema: Schema) -> Table:

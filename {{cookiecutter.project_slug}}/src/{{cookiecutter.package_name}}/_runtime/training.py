@@ -14,16 +14,21 @@ import traceback
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
 from .. import data, model
 from . import hyperparameters, metrics
+from .channels import load_channel, remove_scratch
 from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
 from .framework import BUILDERS, RUNTIME_HYPERPARAMETERS, FrameworkModel
-from .tables import DataError, Dataset, Schema, read_channel
+from .tables import DataError, Dataset, Schema
 
 logger = logging.getLogger(__name__)
 
 FAILURE_REASON_LIMIT = 1024
+# Rows answered at once when scoring a channel: bounds the memory the model's activations take.
+EVALUATION_ROWS = 65_536
 
 
 class TrainingStopped(Exception):
@@ -31,7 +36,9 @@ class TrainingStopped(Exception):
 
 
 def evaluate(trained: FrameworkModel, dataset: Dataset, channel: str) -> dict[str, float]:
-    scores = metrics.evaluate(model.TASK, trained.predict(dataset.features), dataset.labels)
+    starts = range(0, len(dataset), EVALUATION_ROWS)
+    predicted = np.concatenate([trained.predict(dataset.features[start : start + EVALUATION_ROWS]) for start in starts])
+    scores = metrics.evaluate(model.TASK, predicted, dataset.labels)
     return {f"{channel}:{name}": value for name, value in scores.items()}
 
 
@@ -39,16 +46,19 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
     """Train once; returns the metrics it printed."""
     check_definitions(model, data, BUILDERS, RUNTIME_HYPERPARAMETERS)
     schema = Schema.from_definitions(model, data)
-    params = hyperparameters.parse(model.HYPERPARAMETERS, env.hyperparameters())
+    given = env.hyperparameters()
+    params = hyperparameters.parse(model.HYPERPARAMETERS, given)
+    if ignored := hyperparameters.reserved_given(model.HYPERPARAMETERS, given):
+        logger.info("left out SageMaker's own hyperparameter(s): %s", ", ".join(ignored))
     cluster = env.cluster()
     channels = env.channels()
     if "train" not in channels:
         raise DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
-    train_set = read_channel("train", env.channel_dir("train"), schema)
+    train_set = load_channel(env, "train", schema)
     # Read before training, so that a bad validation file fails the job before hours of work.
     validation_set = None
     if "validation" in channels:
-        validation_set = read_channel("validation", env.channel_dir("validation"), schema)
+        validation_set = load_channel(env, "validation", schema)
     logger.info(
         "training a %s model on %d rows, %d features, hyperparameters %s, host %s of %s",
         model.TASK,
@@ -113,4 +123,5 @@ def main(env: SageMakerEnvironment | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        remove_scratch(env)
     return 0

@@ -90,12 +90,16 @@ def global_range(value: int, device: torch.device) -> tuple[int, int]:
     return lowest, -negated_highest
 
 
-def global_mean_std(columns: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of each column over every host's rows (hosts hold different shards)."""
-    table = torch.as_tensor(columns, dtype=torch.float64)
-    width = table.shape[1]
-    sums = torch.cat([torch.tensor([len(table)], dtype=torch.float64), table.sum(dim=0), (table**2).sum(dim=0)])
-    count, total, squares = global_sum(sums, device).split([1, width, width])
-    mean = total / count
-    std = (squares / count - mean**2).clamp(min=0).sqrt()
-    return mean, std
+def global_mean_std(
+    count: int, mean: np.ndarray, variance: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of each column over every host's rows, from each host's own
+    (`tables.column_moments`): hosts hold different shards."""
+    local_mean = torch.as_tensor(mean, dtype=torch.float64)
+    local_squares = torch.as_tensor(variance, dtype=torch.float64) + local_mean**2
+    width = len(local_mean)
+    sums = torch.cat([torch.tensor([float(count)], dtype=torch.float64), local_mean * count, local_squares * count])
+    total_count, total, squares = global_sum(sums, device).split([1, width, width])
+    global_mean = total / total_count
+    std = (squares / total_count - global_mean**2).clamp(min=0).sqrt()
+    return global_mean, std

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import model
 from . import distributed
 from .contract import DefinitionError, TrainingJob
+from .tables import column_moments
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +192,12 @@ def _configure(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The artifact's config, and the standardisation buffers' values over every host's rows."""
     if model.TASK == "classification":
-        mean, std = distributed.global_mean_std(features, device)
+        mean, std = distributed.global_mean_std(*column_moments(features), device)
         # A host's shard may lack the last class: count the classes over every host.
         num_outputs = distributed.global_max(int(labels.max()) + 1, device)
         target = {"target_mean": torch.tensor(0.0), "target_scale": torch.tensor(1.0)}
     else:
-        columns_mean, columns_std = distributed.global_mean_std(np.column_stack([features, labels]), device)
+        columns_mean, columns_std = distributed.global_mean_std(*column_moments(features, labels), device)
         mean, std = columns_mean[:-1], columns_std[:-1]
         num_outputs = 1
         target = {"target_mean": columns_mean[-1], "target_scale": columns_std[-1] + SCALE_EPSILON}
@@ -235,7 +236,7 @@ def _train(
     module, optimizer, config = _prepare(features, labels, params, device)
     first_epoch = _resume(module, optimizer, job.checkpoint_dir, device)
     replicas = DistributedDataParallel(module, device_ids=[device.index or 0] if device.type == "cuda" else None)
-    inputs = torch.as_tensor(features, dtype=torch.float32, device=device)
+    inputs = rows_source(features, device)
     targets, loss_fn = _objective(module, labels, config["task"], device)
     batches = _batch_plan(len(inputs), params, job, device)
     checkpoint = job.checkpoint_dir / CHECKPOINT_NAME if job.checkpoint_dir and job.cluster.is_master else None
@@ -251,6 +252,27 @@ def _train(
         # Finished: the next job in this tree starts afresh instead of resuming a completed run.
         checkpoint.unlink(missing_ok=True)
     return module.eval(), config
+
+
+class MappedRows:
+    """A memory-mapped channel's features, read batch by batch: the data never has to fit in memory."""
+
+    def __init__(self, features: np.memmap, device: torch.device) -> None:
+        self.features, self.device = features, device
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        batch = np.asarray(self.features[rows.cpu().numpy()], dtype=np.float32)
+        return torch.from_numpy(batch).to(self.device)
+
+
+def rows_source(features: np.ndarray, device: torch.device) -> torch.Tensor | MappedRows:
+    """The features as one tensor when they are in memory; read per batch when memory-mapped."""
+    if isinstance(features, np.memmap):
+        return MappedRows(features, device)
+    return torch.as_tensor(features, dtype=torch.float32, device=device)
 
 
 def _batch_plan(
@@ -278,7 +300,7 @@ def _run_epoch(
     replicas: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFunction,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | MappedRows,
     targets: torch.Tensor,
     batches: list[Batch],
 ) -> torch.Tensor:

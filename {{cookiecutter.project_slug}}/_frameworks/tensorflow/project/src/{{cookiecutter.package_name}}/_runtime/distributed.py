@@ -96,11 +96,13 @@ def from_every_host(strategy: tf.distribute.Strategy, values: np.ndarray) -> np.
     return rows[::local_replicas]  # each host's replicas all sent the same row
 
 
-def normalisation_statistics(strategy: tf.distribute.Strategy, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of every host's rows together (the same as one host's when the rows are replicated)."""
-    rows = columns.astype(np.float64)
-    width = rows.shape[1]
-    local = np.concatenate([[len(rows)], rows.mean(axis=0), rows.var(axis=0)])
+def normalisation_statistics(
+    strategy: tf.distribute.Strategy, count: int, mean: np.ndarray, variance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of every host's rows together, from each host's own (`tables.column_moments`);
+    the same as one host's when the rows are replicated."""
+    width = len(mean)
+    local = np.concatenate([[count], mean, variance])
     hosts = from_every_host(strategy, local)
     counts, means, variances = hosts[:, :1], hosts[:, 1 : 1 + width], hosts[:, 1 + width :]
     mean = (counts * means).sum(axis=0) / counts.sum()

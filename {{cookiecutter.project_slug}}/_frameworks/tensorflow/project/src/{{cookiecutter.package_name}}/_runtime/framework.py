@@ -32,6 +32,7 @@ from .batches import BatchPlan, step_inputs
 from .checkpoints import EpochCheckpoints
 from .contract import DefinitionError, TrainingJob
 from .distributed import from_every_host, join_cluster, normalisation_statistics, peers_watched
+from .tables import column_moments
 
 MODEL_VERSION = "1"
 BUILDERS = ("build_network", "build_optimizer")
@@ -73,9 +74,9 @@ class Standardisation:
 
 def standardisation(strategy: tf.distribute.Strategy, features: np.ndarray, labels: np.ndarray) -> Standardisation:
     if is_classification():
-        return Standardisation(*normalisation_statistics(strategy, features))
+        return Standardisation(*normalisation_statistics(strategy, *column_moments(features)))
     # One collective for both: the target is one more column.
-    mean, variance = normalisation_statistics(strategy, np.column_stack([features, labels]))
+    mean, variance = normalisation_statistics(strategy, *column_moments(features, labels))
     width = features.shape[1]
     target_std = float(np.sqrt(variance[width])) or 1.0  # a constant target: nothing to scale
     return Standardisation(mean[:width], variance[:width], float(mean[width]), target_std)
