@@ -67,10 +67,12 @@ REFUSED = [c for c in ALL_COMBINATIONS if not is_supported(c)]
 # The template's part of every project's package (`src/<package>/_runtime/`); model.py and data.py are the user's.
 RUNTIME_MODULES = (
     "__init__.py",
+    "channels.py",
     "contract.py",
     "environment.py",
     "framework.py",
     "hyperparameters.py",
+    "messages.py",
     "metrics.py",
     "sample_tree.py",
     "tables.py",
@@ -115,6 +117,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/cluster.py",
         "tests/test_cli.py",
         "tests/test_contract.py",
+        "tests/test_channels.py",
         "tests/test_data.py",
         "tests/test_environment.py",
         "tests/test_hyperparameters.py",

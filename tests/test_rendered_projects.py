@@ -50,10 +50,11 @@ def test_notebook_is_valid(project):
     )
 
 
-# What a project's multi-host and stop-and-resume tests run: where every one of these files is byte-identical
-# to the copy in the first combination of the same framework, running them again would repeat that run (a
-# minute or more each); the rest of the slow tier (the scripts) differs by combination and always runs.
-MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py", "test_stop_and_resume.py")
+# What a project's multi-host, stop-and-resume and channel tests run: where every one of these files is
+# byte-identical to the copy in the first combination of the same framework, running them again would repeat
+# that run (a minute or more each); the rest of the slow tier (the scripts) differs by combination and always runs.
+PER_FRAMEWORK_FILES = ("test_stop_and_resume.py", "test_channels.py")
+MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py", *PER_FRAMEWORK_FILES)
 SERVING_ONLY = {"inference.py", "payloads.py", "server.py", "__main__.py"}
 
 
@@ -70,7 +71,7 @@ def test_project_suite_passes(request, project, bake_once):
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if combination != first and multi_host_code(project) == multi_host_code(bake_once(**first.answers()).project_path):
         # Run in full in the first combination of this framework.
-        command += ["-m", "not multi_host", "--ignore", "tests/test_stop_and_resume.py"]
+        command += ["-m", "not multi_host", *(f"--ignore=tests/{name}" for name in PER_FRAMEWORK_FILES)]
     output = check(command, project, "the project's own pytest")
     summary = output.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
