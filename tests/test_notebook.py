@@ -7,11 +7,15 @@ needs differently from AWS lives in `notebook_kernel_startup.py`, never in the n
 the requests that reached the emulator and its final state, and compare them with what the project itself
 produces: its hyperparameter schema, its sample data, the metric lines its training prints.
 
+Every combination's run also asks for one launch option: managed spot training where the project only trains,
+a warm pool where it also serves. One more run per framework, of a train+serve project, starts a tuning job instead
+of a training job; moto answers it with a best training job it never made, so the test makes that job itself first.
 The runs go in parallel when the module starts; each test then waits for the run it checks.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -33,7 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from .conftest import SUPPORTED, TEMPLATE_DIR, Combination
+from .conftest import SUPPORTED, TEMPLATE_DIR, Combination, package_name
 
 NOTEBOOK_VENV = TEMPLATE_DIR / ".venv-notebook"
 STARTUP_FILE = Path(__file__).with_name("notebook_kernel_startup.py")
@@ -48,6 +52,14 @@ BUCKET = "sagemaker-notebook-test"  # inside the policy's sagemaker-* buckets
 SINGLE_HOST_FRAMEWORKS = {"sklearn"}
 MULTI_HOST = {"instance_count": 2, "train_distribution": "ShardedByS3Key"}
 SINGLE_HOST = {"instance_count": 1, "train_distribution": "FullyReplicated"}
+# The launch options each combination's run adds: spot for projects that only train, a warm pool for the others.
+SPOT = {"use_spot": True, "max_runtime_seconds": 1800}  # max_wait_seconds left to its default, twice the runtime
+WARM_POOL = {"keep_alive_seconds": 600}
+# A tuning job of two training jobs, one at a time, for one train+serve project of each framework.
+TUNING = [c for c in SUPPORTED if (c.scope, c.base_image, c.processor) == ("train+serve", "from-scratch", "cpu")]
+TUNING_SETTINGS = {"tuning_jobs": 2, "tuning_parallel_jobs": 1}
+# moto's DescribeHyperParameterTuningJob names this best training job without having made it.
+BEST_JOB = "FakeTrainingJobName"
 # moto answers invocations with whatever is queued; these stand for the model's answers to five rows.
 CSV_ANSWER = "0\n1\n2\n0\n1\n"
 JSON_ANSWER = {"predictions": [0, 1, 2, 0, 1]}
@@ -61,6 +73,20 @@ print(json.dumps([
       "minimum": h.minimum, "maximum": h.maximum, "choices": list(h.choices)}}
     for h in HYPERPARAMETERS
 ]))
+"""
+
+# What the project's tuning.py makes of the test's tuning_ranges. The test sets only hyperparameters that tuning
+# would not search (fixed), so that those it searches by default are searched.
+TUNING_DUMP = """
+import json, sys
+from {package}._runtime.tuning import as_request, parameter_ranges
+from {package}.model import HYPERPARAMETERS
+
+narrowing, overrides = json.loads(sys.argv[1])
+fixed = [name for name in overrides if name not in parameter_ranges(HYPERPARAMETERS)]
+ranges = parameter_ranges(HYPERPARAMETERS, narrowing, fixed=fixed)
+static = [h.name for h in HYPERPARAMETERS if h.name not in ranges]
+print(json.dumps({{"fixed": fixed, "ranges": as_request(ranges), "static": static}}))
 """
 
 
@@ -101,6 +127,10 @@ class Run:
     reference: Path  # Reference.tree
     training_log: str
     reference_seconds: float
+    parameters: dict[str, Any] = field(default_factory=dict)  # the notebook's parameters besides the basic ones
+    expected_ranges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tuning runs: ParameterRanges
+    expected_static: dict[str, str] = field(default_factory=dict)  # tuning runs: StaticHyperParameters
+    best_artifact: str = ""  # tuning runs: the model artifact of the best training job the test made
     returncode: int = -1
     log: str = ""
     seconds: float = 0.0
@@ -288,6 +318,22 @@ def overrides_for(schema: list[dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
+def narrowing_for(schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """The test's own tuning_ranges: the first number declared with both bounds searched over part of them, and the
+    first hyperparameter with more than two choices over two of them."""
+    narrowing: dict[str, Any] = {}
+    for spec in schema:
+        low, high = spec["minimum"], spec["maximum"]
+        if "number" not in narrowing and not spec["choices"] and None not in (low, high):
+            if spec["type"] == "int" and high - low >= 3:
+                narrowing["number"] = (spec["name"], [low + 1, low + 1 + (high - low) // 4])
+            elif spec["type"] == "float" and high > 0:
+                narrowing["number"] = (spec["name"], [max(low, high / 1000), high / 10])
+        if "choices" not in narrowing and len(spec["choices"]) > 2:
+            narrowing["choices"] = (spec["name"], spec["choices"][:2])
+    return dict(narrowing.values())
+
+
 def as_sagemaker_string(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -358,9 +404,17 @@ def make_reference(project: Path, workdir: Path) -> Reference:
     return Reference(tree, training.stdout + training.stderr, schema, time.monotonic() - started)
 
 
-def prepare(combination: Combination, project: Path, reference: Reference) -> Run:
+def prepare(combination: Combination, project: Path, reference: Reference, tuned: bool = False) -> Run:
     answers = json.loads((project / ".cookiecutter.json").read_text())
     overrides = overrides_for(reference.schema)
+    parameters: dict[str, Any] = SPOT if combination.scope == "train-only" else WARM_POOL
+    tuning_expected: dict[str, Any] = {}
+    if tuned:
+        narrowing = narrowing_for(reference.schema)
+        dump = TUNING_DUMP.format(package=answers["package_name"])
+        tuning_expected = json.loads(in_project(project, "-c", dump, json.dumps([narrowing, overrides])).stdout)
+        overrides = {name: overrides[name] for name in tuning_expected["fixed"]}
+        parameters = {**TUNING_SETTINGS, "tuning_ranges": narrowing}
     expected = {
         spec["name"]: as_sagemaker_string(overrides.get(spec["name"], spec["default"])) for spec in reference.schema
     }
@@ -375,6 +429,9 @@ def prepare(combination: Combination, project: Path, reference: Reference) -> Ru
         reference=reference.tree,
         training_log=reference.training_log,
         reference_seconds=reference.seconds,
+        parameters=parameters,
+        expected_ranges=tuning_expected.get("ranges", {}),
+        expected_static={name: expected[name] for name in tuning_expected.get("static", [])},
     )
 
 
@@ -398,7 +455,12 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
             "image_uri": run.image_uri,
             **launch_settings(run.answers["framework"]),
             "hyperparameters": run.overrides,
+            **run.parameters,
         }
+        region = run.answers["aws_region"]
+        if tuning(run):
+            run.best_artifact = make_best_job(moto, run)
+        set_up = len(moto.calls())  # the test's own requests so far, left out of those the notebook made
         started = time.monotonic()
         finished = subprocess.run(
             [
@@ -427,8 +489,7 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
         run.seconds = time.monotonic() - started
         run.returncode = finished.returncode
         run.log = finished.stdout + finished.stderr
-        run.calls = moto.calls()  # before the test's own queries below
-        region = run.answers["aws_region"]
+        run.calls = moto.calls()[set_up:]  # before the test's own queries below
         jobs = run.sagemaker("CreateTrainingJob")
         if jobs:
             name = jobs[0].json()["TrainingJobName"]
@@ -450,6 +511,35 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
     return run
 
 
+def tuning(run: Run) -> bool:
+    return bool(run.parameters.get("tuning_jobs"))
+
+
+def make_best_job(moto: MotoServer, run: Run) -> str:
+    """The training job moto's tuning job names as its best without having made it; returns its model artifact.
+
+    On AWS the tuning job starts its training jobs itself, named after it; moto makes none."""
+    settings = launch_settings(run.answers["framework"])
+    region = run.answers["aws_region"]
+    moto.sagemaker(
+        "CreateTrainingJob",
+        region,
+        TrainingJobName=BEST_JOB,
+        AlgorithmSpecification={"TrainingImage": run.image_uri, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        HyperParameters=run.expected_hyperparameters,
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/tuning-test/output"},
+        ResourceConfig={
+            "InstanceType": run.answers["training_instance_type"],
+            "InstanceCount": settings["instance_count"],
+            "VolumeSizeInGB": 30,
+        },
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    described = moto.sagemaker("DescribeTrainingJob", region, TrainingJobName=BEST_JOB)
+    return described["ModelArtifacts"]["S3ModelArtifacts"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Fixtures: every run starts at once, each test waits for its own
 
@@ -464,11 +554,12 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
     # Only the runs that the selected tests check (pytest -k picks a few).
     items = [item for item in request.session.items if item.module is sys.modules[__name__]]
     wanted = {item.callspec.params["run"].id for item in items if "run" in item.fixturenames}
+    wanted_tuning = {item.callspec.params["tuning_run"].id for item in items if "tuning_run" in item.fixturenames}
     wanted_failure = any(item.originalname == "test_clean_up_runs_when_a_request_fails" for item in items)
     failing = next((c for c in SUPPORTED if c.scope == "train+serve"), None) if wanted_failure else None
     projects = {}
     for combination in SUPPORTED:
-        if combination.id in wanted or combination == failing:
+        if combination.id in wanted | wanted_tuning or combination == failing:
             result = bake_once(**combination.answers())
             assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
             projects[combination.id] = (combination, result.project_path)
@@ -481,11 +572,13 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
         if key not in references:
             references[key] = pool.submit(make_reference, project, tmp_path_factory.mktemp("reference"))
 
-    def one(key: str, combination: Combination, project: Path, fail: str | None = None) -> Run:
-        run = prepare(combination, project, references[package_source(project)].result())
+    def one(key: str, combination: Combination, project: Path, fail: str | None = None, tuned: bool = False) -> Run:
+        run = prepare(combination, project, references[package_source(project)].result(), tuned)
         return execute(run, tmp_path_factory.mktemp(f"notebook-{key}"), fail)
 
     futures = {key: pool.submit(one, key, *value) for key, value in projects.items() if key in wanted}
+    for key in wanted_tuning:
+        futures[f"tuning-{key}"] = pool.submit(one, f"tuning-{key}", *projects[key], tuned=True)
     if failing:
         futures["failed-request"] = pool.submit(one, "failed-request", *projects[failing.id], "InvokeEndpoint")
     yield futures
@@ -495,6 +588,11 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
 @pytest.fixture(params=SUPPORTED, ids=lambda c: c.id)
 def run(request, runs) -> Run:
     return runs[request.param.id].result()
+
+
+@pytest.fixture(params=TUNING, ids=lambda c: c.id)
+def tuning_run(request, runs) -> Run:
+    return runs[f"tuning-{request.param.id}"].result()
 
 
 def serves(run: Run) -> bool:
@@ -527,7 +625,12 @@ def test_training_job_request(run):
     assert run.overrides, "the schema declares no hyperparameter the test can change"
     assert job["TrainingJobName"].startswith(f"{run.answers['project_slug']}-")
     assert job["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://{BUCKET}/")
-    channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
+    assert_channels(run, job["InputDataConfig"])
+
+
+def assert_channels(run: Run, input_data_config: list[dict[str, Any]]) -> None:
+    """One CSV channel per folder of the sample tree, in the bucket; only train sharded, where the run shards."""
+    channels = {channel["ChannelName"]: channel for channel in input_data_config}
     assert set(channels) == {path.name for path in (run.reference / "input" / "data").iterdir()}
     for channel in channels.values():
         assert channel["ContentType"] == "text/csv"
@@ -535,7 +638,37 @@ def test_training_job_request(run):
     distributions = {
         name: channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] for name, channel in channels.items()
     }
-    assert distributions == {"train": settings["train_distribution"], "validation": "FullyReplicated"}
+    train_distribution = launch_settings(run.answers["framework"])["train_distribution"]
+    assert distributions == {"train": train_distribution, "validation": "FullyReplicated"}
+
+
+def run_prefix(input_data_config: list[dict[str, Any]]) -> str:
+    """s3://<bucket>/<prefix> of the run, from where the notebook uploaded the train channel."""
+    train = next(channel for channel in input_data_config if channel["ChannelName"] == "train")
+    return train["DataSource"]["S3DataSource"]["S3Uri"].rsplit("/data/", 1)[0]
+
+
+def test_spot_or_warm_pool_request(run):
+    job = run.only("CreateTrainingJob")
+    release = f"--training-job-name {job['TrainingJobName']} --resource-config KeepAlivePeriodInSeconds=0"
+    if run.parameters.get("use_spot"):
+        assert job["EnableManagedSpotTraining"] is True
+        runtime = run.parameters["max_runtime_seconds"]
+        assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": runtime, "MaxWaitTimeInSeconds": 2 * runtime}
+        checkpoints = f"{run_prefix(job['InputDataConfig'])}/checkpoints"
+        assert job["CheckpointConfig"] == {"S3Uri": checkpoints, "LocalPath": "/opt/ml/checkpoints"}
+        assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"]
+        assert "update_training_job" not in run.output, "a release call printed without a warm pool"
+    else:
+        assert job["ResourceConfig"]["KeepAlivePeriodInSeconds"] == run.parameters["keep_alive_seconds"]
+        assert "EnableManagedSpotTraining" not in job
+        assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+        assert "CheckpointConfig" not in job
+        assert release in run.output, "the notebook did not print how to release the warm pool"
+        calls = re.findall(r"update_training_job\(\*\*(\{.*\})\)", run.output)
+        assert [ast.literal_eval(call) for call in calls] == [
+            {"TrainingJobName": job["TrainingJobName"], "ResourceConfig": {"KeepAlivePeriodInSeconds": 0}}
+        ]
 
 
 def test_channels_hold_the_sample_data(run):
@@ -549,7 +682,10 @@ def test_channels_hold_the_sample_data(run):
 
 
 def test_metric_definitions_match_what_training_prints(run):
-    definitions = run.only("CreateTrainingJob")["AlgorithmSpecification"]["MetricDefinitions"]
+    assert_metric_definitions(run, run.only("CreateTrainingJob")["AlgorithmSpecification"]["MetricDefinitions"])
+
+
+def assert_metric_definitions(run: Run, definitions: list[dict[str, str]]) -> None:
     printed = dict(re.findall(r"^([\w:./-]+)=([0-9.eE+-]+)$", run.training_log, flags=re.MULTILINE))
     assert printed, f"training printed no metric lines:\n{run.training_log}"
     assert {definition["Name"] for definition in definitions} == set(printed)
@@ -627,15 +763,181 @@ def test_clean_up_runs_when_a_request_fails(runs):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# A tuning job instead of a training job
+
+
+def test_tuning_notebook_runs_to_the_end(tuning_run):
+    assert tuning_run.returncode == 0, tuning_run.failure()
+    print(f"{tuning_run.combination.id} tuning: notebook {tuning_run.seconds:.1f} s")
+
+
+def test_tuning_job_request(tuning_run):
+    run = tuning_run
+    assert not run.sagemaker("CreateTrainingJob"), "the tuning job starts the training jobs, not the notebook"
+    request = run.only("CreateHyperParameterTuningJob")
+    name = request["HyperParameterTuningJobName"]
+    assert name.startswith(f"{run.answers['project_slug'][:16]}-") and len(name) <= 32
+    config = request["HyperParameterTuningJobConfig"]
+    # The default projects classify; training prints the objective's metric for the validation channel.
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
+    assert re.search(r"^validation:accuracy=", run.training_log, flags=re.MULTILINE)
+    assert config["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": TUNING_SETTINGS["tuning_jobs"],
+        "MaxParallelTrainingJobs": TUNING_SETTINGS["tuning_parallel_jobs"],
+    }
+    ranges = {kind: found for kind, found in config["ParameterRanges"].items() if found}
+    assert ranges == {kind: found for kind, found in run.expected_ranges.items() if found}
+    searched = {found["Name"]: found for kinds in ranges.values() for found in kinds}
+    for name, narrowed in run.parameters["tuning_ranges"].items():
+        if "Values" in searched[name]:
+            assert searched[name]["Values"] == [as_sagemaker_string(value) for value in narrowed]
+        else:
+            assert [float(searched[name]["MinValue"]), float(searched[name]["MaxValue"])] == narrowed
+    definition = request["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == run.expected_static
+    assert set(searched) | set(definition["StaticHyperParameters"]) == set(run.expected_hyperparameters)
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == run.image_uri
+    assert_metric_definitions(run, definition["AlgorithmSpecification"]["MetricDefinitions"])
+    assert definition["RoleArn"] == ROLE_ARN
+    settings = launch_settings(run.answers["framework"])
+    assert definition["ResourceConfig"] == {
+        "InstanceType": run.answers["training_instance_type"],
+        "InstanceCount": settings["instance_count"],
+        "VolumeSizeInGB": 30,
+    }
+    assert definition["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://{BUCKET}/")
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert not definition.get("EnableManagedSpotTraining") and "CheckpointConfig" not in definition
+    assert_channels(run, definition["InputDataConfig"])
+
+
+def test_tuning_deploys_the_best_training_job_and_deletes_it(tuning_run):
+    run = tuning_run
+    described = [call.json()["TrainingJobName"] for call in run.sagemaker("DescribeTrainingJob")]
+    assert BEST_JOB in described
+    assert run.only("CreateModel")["PrimaryContainer"]["ModelDataUrl"] == run.best_artifact
+    # moto's answer for the best job: its name, tuned hyperparameters and objective value, as the notebook prints them
+    assert f"best of {TUNING_SETTINGS['tuning_jobs']}: {BEST_JOB}, Accuracy = 1" in run.output
+    assert '"string": "TunedHyperParameters"' in run.output
+    assert_all_deleted(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Launch options that cannot work are refused before any AWS call: no emulator needed
+
+# The parameters cell, then the set-up cell, of the rendered notebook, run as papermill would, with boto3 and the
+# SDK's Session replaced by stand-ins that fail the case if the set-up gets as far as reaching for AWS. The bad
+# tuning ranges come from the project's own schema. Prints each case's outcome as JSON.
+REFUSAL_HARNESS = """
+import json, sys, types
+
+class ReachedAws(Exception):
+    pass
+
+def reach(*args, **kwargs):
+    raise ReachedAws("the set-up cell reached for AWS")
+
+for name in ("boto3", "sagemaker", "sagemaker.core", "sagemaker.core.helper", "sagemaker.core.helper.session_helper"):
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["boto3"].Session = reach
+sys.modules["sagemaker.core.helper.session_helper"].Session = reach
+
+from {package}.model import HYPERPARAMETERS
+
+numbers = [h for h in HYPERPARAMETERS if h.type in (int, float) and not h.choices]
+bounded = next(h for h in numbers if h.minimum is not None and h.maximum is not None)
+chosen = next(h for h in HYPERPARAMETERS if h.choices)
+cases = {{
+    "spot with a warm pool": ({{"use_spot": True, "keep_alive_seconds": 600}}, ["use_spot", "keep_alive_seconds"]),
+    "max wait below the runtime": (
+        {{"use_spot": True, "max_runtime_seconds": 3600, "max_wait_seconds": 1800}},
+        ["max_wait_seconds", "max_runtime_seconds"],
+    ),
+    "a warm pool with tuning": ({{"tuning_jobs": 2, "keep_alive_seconds": 600}}, ["tuning_jobs", "keep_alive_seconds"]),
+    "an unknown hyperparameter": (
+        {{"tuning_jobs": 2, "tuning_ranges": {{"no_such_hyperparameter": [1, 2]}}}},
+        ["no_such_hyperparameter", *(h.name for h in HYPERPARAMETERS)],
+    ),
+    "a range outside the schema": (
+        {{"tuning_jobs": 2, "tuning_ranges": {{bounded.name: [bounded.minimum, bounded.maximum + 1]}}}},
+        [bounded.name, "outside", str(bounded.maximum)],
+    ),
+    "low not below high": (
+        {{"tuning_jobs": 2, "tuning_ranges": {{bounded.name: [bounded.maximum, bounded.minimum]}}}},
+        [bounded.name, "low >= high"],
+    ),
+    "an undeclared choice": (
+        {{"tuning_jobs": 2, "tuning_ranges": {{chosen.name: ["not-declared"]}}}},
+        [chosen.name, *map(str, chosen.choices)],
+    ),
+    "accepted": ({{"use_spot": True, "tuning_jobs": 2}}, []),
+}}
+notebook = json.load(open(sys.argv[1]))
+cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+parameters = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+set_up = next("".join(c["source"]) for c in cells if "check_job_options(" in "".join(c["source"]))
+outcomes = {{}}
+for case, (options, mentions) in cases.items():
+    namespace = {{}}
+    exec(parameters, namespace)
+    namespace.update({{"role_arn": "arn:aws:iam::123456789012:role/r", "image_uri": "image", **options}})
+    try:
+        exec(set_up, namespace)
+        outcome = ("ran to the end", "")
+    except Exception as error:
+        outcome = (type(error).__name__, str(error))
+    outcomes[case] = {{"error": outcome[0], "message": outcome[1], "mentions": mentions}}
+print(json.dumps(outcomes))
+"""
+REFUSALS = [
+    "spot with a warm pool",
+    "max wait below the runtime",
+    "a warm pool with tuning",
+    "an unknown hyperparameter",
+    "a range outside the schema",
+    "low not below high",
+    "an undeclared choice",
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(bake_once) -> dict[str, dict[str, Any]]:
+    """Each case's outcome, from the first train+serve project (scikit-learn: the quickest to import)."""
+    combination = next(c for c in SUPPORTED if c.scope == "train+serve")
+    result = bake_once(**combination.answers())
+    assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+    project = result.project_path
+    harness = REFUSAL_HARNESS.format(package=package_name(project))
+    return json.loads(in_project(project, "-c", harness, str(project / "notebooks" / "launch.ipynb")).stdout)
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_launch_options_that_cannot_work_are_refused_before_any_aws_call(refusals, case):
+    outcome = refusals[case]
+    assert outcome["error"] in {"ValueError", "TuningError"}, outcome
+    for mention in outcome["mentions"]:
+        assert mention in outcome["message"], f"{case}: the refusal does not name {mention!r}: {outcome['message']}"
+
+
+def test_launch_options_that_work_get_as_far_as_aws(refusals):
+    assert refusals["accepted"]["error"] == "ReachedAws", refusals["accepted"]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The IAM policy shipped with the project allows every call the notebook made
 
 
-def required_permissions(call: Call, region: str) -> list[tuple[str, str]]:
-    """(IAM action, resource ARN) pairs a request needs; empty for calls that need no permission."""
+def required_permissions(call: Call, region: str, aws_names: dict[str, str]) -> list[tuple[str, str]]:
+    """(IAM action, resource ARN) pairs a request needs; empty for calls that need no permission.
+
+    aws_names: the names AWS would give what moto names otherwise (a tuning job's best training job)."""
     sagemaker_arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}"
     if call.service == "sagemaker":
-        body = call.json()
+        body = {
+            key: aws_names.get(value, value) if isinstance(value, str) else value for key, value in call.json().items()
+        }
         kinds = {
+            "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
             "TrainingJobName": "training-job",
             "EndpointConfigName": "endpoint-config",
             "EndpointName": "endpoint",
@@ -646,6 +948,8 @@ def required_permissions(call: Call, region: str) -> list[tuple[str, str]]:
         if body.get("Tags"):
             needed.append(("sagemaker:AddTags", needed[0][1]))
         needed += [("iam:PassRole", body[key]) for key in ("RoleArn", "ExecutionRoleArn") if key in body]
+        if "TrainingJobDefinition" in body:
+            needed.append(("iam:PassRole", body["TrainingJobDefinition"]["RoleArn"]))
         return needed
     if call.service == "sagemaker-runtime":
         name = call.path.split("/")[2]
@@ -685,11 +989,24 @@ def allowed(policy: dict[str, Any], action: str, resource: str) -> bool:
 
 
 def test_iam_policy_allows_every_call(run):
+    assert_policy_allows_every_call(run)
+
+
+def test_iam_policy_allows_every_tuning_call(tuning_run):
+    assert_policy_allows_every_call(tuning_run)
+
+
+def assert_policy_allows_every_call(run: Run) -> None:
     policy = json.loads((run.project / "iam-policy.json").read_text())
+    aws_names = {}
+    if tuning(run):
+        # AWS names a tuning job's training jobs <tuning job>-<number>-<8 hex digits>.
+        tuning_job = run.only("CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+        aws_names[BEST_JOB] = f"{tuning_job}-002-1a2b3c4d"
     missing = {
         pair
         for call in run.calls
-        for pair in required_permissions(call, run.answers["aws_region"])
+        for pair in required_permissions(call, run.answers["aws_region"], aws_names)
         if not allowed(policy, *pair)
     }
     assert not missing, f"iam-policy.json does not allow: {sorted(missing)}"
