@@ -5,6 +5,7 @@ from {{ cookiecutter.package_name }}._runtime.hyperparameters import (
     Hyperparameter,
     HyperparameterError,
     as_strings,
+    checkpoint_key,
     defaults,
     markdown_table,
     parse,
@@ -103,6 +104,15 @@ def test_many_unknown_names_are_listed_short():
     assert message.startswith("unknown hyperparameter(s) knob_0000_")
     assert "and 990 more; allowed: epochs, loss, rate, shuffle" in message
     assert len(message) < 600
+
+
+def test_checkpoint_keys_differ_by_every_value_but_epochs():
+    values = defaults(SCHEMA)
+    key = checkpoint_key(values)
+    assert checkpoint_key({**values, "epochs": 99}) == key, "more epochs resume the same run"
+    assert checkpoint_key({**values, "rate": 0.2}) != key
+    assert checkpoint_key({**values, "loss": "entropy"}) != key
+    assert checkpoint_key(dict(reversed(values.items()))) == key
 
 
 def test_as_strings_spells_values_as_sagemaker_does():

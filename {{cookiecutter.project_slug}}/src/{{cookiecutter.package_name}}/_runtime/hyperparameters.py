@@ -8,6 +8,7 @@ SageMaker and its toolkits add to a job themselves (RESERVED) are accepted and l
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -125,6 +126,14 @@ def reserved_given(schema: Iterable[Hyperparameter], raw: Mapping[str, str]) -> 
     """The reserved names a job was given that `parse` leaves out, for the log."""
     declared = {spec.name for spec in schema}
     return sorted(name for name in raw if name not in declared and is_reserved(name))
+
+
+def checkpoint_key(values: Mapping[str, Any]) -> str:
+    """A short digest of the values a checkpoint was trained with, epochs aside: checkpoints are named by
+    it, so that jobs sharing a checkpoint location (the jobs of a tuning job, a rerun with other values)
+    never resume each other's, while a job that only asks for more or fewer epochs still resumes."""
+    kept = {name: value for name, value in values.items() if name != "epochs"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def as_strings(values: Mapping[str, Any]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}._runtime.framework import ARTIFACT_NAME, CHECKPOINT_NAME, FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.framework import ARTIFACT_NAME, FrameworkModel
 
 from .support import PACKAGE, child_environment, make_tree, run_cli, set_hyperparameters
 
@@ -18,8 +18,11 @@ pytestmark = pytest.mark.slow
 EPOCHS = 80
 
 
+def checkpoints_in(tree):
+    return sorted((tree / "checkpoints").glob("checkpoint-*.pt"))
+
+
 def stop_after_first_checkpoint(tree):
-    checkpoint = tree / "checkpoints" / CHECKPOINT_NAME
     child = subprocess.Popen(
         # Its output goes nowhere: an unread pipe fills up and blocks the job it is meant to watch.
         [sys.executable, "-m", PACKAGE, "train"],
@@ -28,7 +31,7 @@ def stop_after_first_checkpoint(tree):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
+    while not checkpoints_in(tree) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     child.send_signal(signal.SIGTERM)
     return child.wait(timeout=120)
@@ -40,12 +43,20 @@ def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_to_the_same_model(t
     set_hyperparameters(stopped, epochs=100_000)  # far more than it gets to run before the stop
     assert stop_after_first_checkpoint(stopped) == 1
     assert "stopped by signal SIGTERM" in (stopped / "output" / "failure").read_text()
-    checkpoint = stopped / "checkpoints" / CHECKPOINT_NAME
+    (checkpoint,) = checkpoints_in(stopped)
     stopped_after = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 1 <= stopped_after < EPOCHS
     assert not (stopped / "model" / ARTIFACT_NAME).exists()
 
-    set_hyperparameters(stopped, epochs=EPOCHS)  # the next job asks for fewer epochs in all
+    # A job with other hyperparameters in the same checkpoint location (another job of a tuning job)
+    # does not resume it, and leaves it for the job it belongs to.
+    set_hyperparameters(stopped, epochs=2, seed=7)
+    other = run_cli("train", base_dir=stopped)
+    assert other.returncode == 0, other.stderr
+    assert "resuming" not in other.stderr
+    assert checkpoints_in(stopped) == [checkpoint]
+
+    set_hyperparameters(stopped, epochs=EPOCHS, seed=0)  # the next job asks for fewer epochs in all
     resumed = run_cli("train", base_dir=stopped)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {checkpoint} after epoch {stopped_after}" in resumed.stderr

@@ -18,8 +18,11 @@ pytestmark = pytest.mark.slow
 EPOCHS = 30
 
 
+def checkpoint_folders(tree):
+    return sorted((tree / "checkpoints").glob(f"{CHECKPOINT_FOLDER}-*"))
+
+
 def stop_after_first_checkpoint(tree):
-    checkpoints = tree / "checkpoints" / CHECKPOINT_FOLDER
     child = subprocess.Popen(
         # Its output goes nowhere: an unread pipe fills up and blocks the job it is meant to watch.
         [sys.executable, "-m", PACKAGE, "train"],
@@ -28,7 +31,7 @@ def stop_after_first_checkpoint(tree):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not any(checkpoints.rglob("*.index")) and child.poll() is None and time.monotonic() < deadline:
+    while not any((tree / "checkpoints").rglob("*.index")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     return child.wait(timeout=120)
@@ -40,10 +43,19 @@ def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_from_it(tmp_path):
     set_hyperparameters(tree, epochs=10_000)  # far more than it gets to run before the stop
     assert stop_after_first_checkpoint(tree) == 1
     assert "stopped by signal SIGTERM" in (tree / "output" / "failure").read_text()
-    assert any((tree / "checkpoints" / CHECKPOINT_FOLDER).rglob("*.index"))
+    (folder,) = checkpoint_folders(tree)
+    assert any(folder.rglob("*.index"))
     assert not (tree / "model" / MODEL_VERSION).exists()
 
-    set_hyperparameters(tree, epochs=EPOCHS)  # the next job asks for fewer in all
+    # A job with other hyperparameters in the same checkpoint location (another job of a tuning job)
+    # does not resume it, and leaves it for the job it belongs to.
+    set_hyperparameters(tree, epochs=2, seed=7)
+    other = run_cli("train", base_dir=tree)
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert re.search(r"epoch 1/2", other.stdout + other.stderr), "the other job resumed a checkpoint not its own"
+    assert checkpoint_folders(tree) == [folder]
+
+    set_hyperparameters(tree, epochs=EPOCHS, seed=0)  # the next job asks for fewer in all
     resumed = run_cli("train", base_dir=tree)
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
@@ -51,4 +63,4 @@ def test_sigterm_keeps_a_checkpoint_and_the_next_job_resumes_from_it(tmp_path):
     assert first_epoch > 1, "the second job started from scratch instead of resuming"
     assert f"epoch {EPOCHS}/{EPOCHS}" in log
     assert (tree / "model" / MODEL_VERSION / "saved_model.pb").exists()
-    assert not (tree / "checkpoints" / CHECKPOINT_FOLDER).exists()
+    assert checkpoint_folders(tree) == []

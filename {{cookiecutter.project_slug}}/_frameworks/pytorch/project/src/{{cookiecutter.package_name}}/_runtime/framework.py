@@ -24,12 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import model
 from . import distributed
 from .contract import DefinitionError, TrainingJob
+from .hyperparameters import checkpoint_key
 from .tables import column_moments
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT_NAME = "model.pt"
-CHECKPOINT_NAME = "checkpoint.pt"
 BUILDERS = ("build_network", "build_optimizer")
 # The hyperparameters this runtime reads itself; model.py's builders read any others.
 RUNTIME_HYPERPARAMETERS = ("epochs", "batch_size", "seed")
@@ -234,12 +234,14 @@ def _train(
     features: np.ndarray, labels: np.ndarray, params: dict[str, Any], job: TrainingJob, device: torch.device
 ) -> tuple[Standardised, dict[str, Any]]:
     module, optimizer, config = _prepare(features, labels, params, device)
-    first_epoch = _resume(module, optimizer, job.checkpoint_dir, device)
+    checkpoint = None if job.checkpoint_dir is None else job.checkpoint_dir / checkpoint_name(params)
+    first_epoch = _resume(module, optimizer, checkpoint, device)
     replicas = DistributedDataParallel(module, device_ids=[device.index or 0] if device.type == "cuda" else None)
     inputs = rows_source(features, device)
     targets, loss_fn = _objective(module, labels, config["task"], device)
     batches = _batch_plan(len(inputs), params, job, device)
-    checkpoint = job.checkpoint_dir / CHECKPOINT_NAME if job.checkpoint_dir and job.cluster.is_master else None
+    if not job.cluster.is_master:
+        checkpoint = None  # the master alone writes: every host of the next job gets its copy
     replicas.train()
     for epoch in range(first_epoch, params["epochs"]):
         total = _run_epoch(replicas, optimizer, loss_fn, inputs, targets, batches(epoch))
@@ -315,15 +317,17 @@ def _run_epoch(
     return total
 
 
-def _resume(
-    module: Standardised, optimizer: torch.optim.Optimizer, checkpoint_dir: Path | None, device: torch.device
-) -> int:
+def checkpoint_name(params: Mapping[str, Any]) -> str:
+    """The checkpoint file of a job with these hyperparameters (see hyperparameters.checkpoint_key)."""
+    return f"checkpoint-{checkpoint_key(params)}.pt"
+
+
+def _resume(module: Standardised, optimizer: torch.optim.Optimizer, path: Path | None, device: torch.device) -> int:
     """Load the checkpoint a stopped job left behind; returns the epoch to continue from.
 
     SageMaker gives every host of a job the same checkpoint folder contents, so all resume alike;
     hosts that disagree would train different models, and fail instead.
     """
-    path = None if checkpoint_dir is None else checkpoint_dir / CHECKPOINT_NAME
     epoch = 0
     if path is not None and path.exists():
         state = torch.load(path, map_location=device, weights_only=True)

@@ -6,16 +6,18 @@ import contextlib
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
 from .environment import Cluster
+from .hyperparameters import checkpoint_key
 
-# Inside the job's checkpoint folder. Only the master writes there: SageMaker uploads every host's
-# checkpoint folder to the same S3 prefix, and copies that prefix to every host of the next job.
+# Inside the job's checkpoint folder, followed by the hyperparameters' checkpoint_key. Only the master
+# writes there: SageMaker uploads every host's checkpoint folder to the same S3 prefix, and copies that
+# prefix to every host of the next job.
 CHECKPOINT_FOLDER = "training"
 
 
@@ -43,9 +45,11 @@ class EpochCheckpoints:
     job's checkpoint folder; the others write to a scratch folder of their own.
     """
 
-    def __init__(self, checkpoint_dir: Path | None, cluster: Cluster, **state: Any) -> None:
+    def __init__(self, checkpoint_dir: Path | None, cluster: Cluster, params: Mapping[str, Any], **state: Any) -> None:
         self._checkpoint = tf.train.Checkpoint(**state)
-        self._folder = None if checkpoint_dir is None else checkpoint_dir / CHECKPOINT_FOLDER
+        # Named by the hyperparameters: jobs sharing a checkpoint location never resume each other's.
+        folder = f"{CHECKPOINT_FOLDER}-{checkpoint_key(params)}"
+        self._folder = None if checkpoint_dir is None else checkpoint_dir / folder
         self._manager = None
         if self._folder is not None:
             target = self._folder if cluster.is_master else Path(tempfile.mkdtemp(prefix="checkpoints-"))

@@ -175,7 +175,7 @@ def train_network(
         optimizer.build(network.trainable_variables)
         epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoints = EpochCheckpoints(
-        job.checkpoint_dir, job.cluster, network=network, optimizer=optimizer, epochs=epochs_done
+        job.checkpoint_dir, job.cluster, params, network=network, optimizer=optimizer, epochs=epochs_done
     )
     checkpoints.restore()
     resumed = from_every_host(strategy, np.array([int(epochs_done.numpy())]))
