@@ -48,9 +48,14 @@ def test_a_class_index_beyond_what_the_rows_can_hold_names_file_line_and_label(t
     with pytest.raises(DataError) as raised:
         read_channel("train", tmp_path, TWO)
     assert str(raised.value).startswith(f"{path} line 4: column 'y' (the label) holds 2.14748e+09")
-    write(tmp_path / "a.csv", "a,b,y\n1,2,0\n1,2,5000\n")
-    with pytest.raises(DataError, match=r"a\.csv line 3: class index 5000 in column 'y' is beyond what"):
+    write(tmp_path / "a.csv", "a,b,y\n1,2,0\n1,2,1\n")
+    write(tmp_path / "b.csv", "\n0,1,2\n\n5000,1,2\n")  # no header (the label first), blank lines: the line is exact
+    with pytest.raises(DataError, match=r"b\.csv line 4: class index 5000 in column 'y' is beyond what the channel"):
         read_channel("train", tmp_path, TWO)
+    write(tmp_path / "b.csv", "y,a,b\n0,1,2\n\n7000,1,2\n")  # a header, then a blank line
+    with pytest.raises(DataError, match=r"b\.csv line 4: class index 7000 in column 'y'"):
+        read_channel("train", tmp_path, TWO)
+    (tmp_path / "b.csv").unlink()
     write(tmp_path / "a.csv", "a,b,y\n1,2,0\n1,2,999\n")  # many classes, few rows: still allowed
     assert read_channel("train", tmp_path, TWO).labels.tolist() == [0, 999]
 

@@ -174,11 +174,8 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
     return table
 
 
-def check_values(
-    table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int, class_limit: int | None = None
-) -> None:
-    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label,
-    below `class_limit` where one is given."""
+def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
+    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label."""
     whole = set(schema.whole_number_columns)
     for position, name in enumerate(names):
         values = table[:, position]
@@ -195,15 +192,6 @@ def check_values(
             kind = "the label" if name == schema.label else "a feature"
             line = f" line {first_line + row}" if first_line else f" row {row + 1}"
             raise DataError(f"{source}{line}: column '{name}' ({kind}) holds {values[row]:g}; it must be {rule}")
-        if name == schema.label and schema.is_classification and class_limit is not None:
-            beyond = values >= class_limit
-            if beyond.any():
-                row = int(np.argmax(beyond))
-                raise DataError(
-                    f"{source} line {first_line + row}: class index {values[row]:.0f} in column '{name}' is beyond "
-                    f"what the channel's {class_limit:,} lines can hold (classes are numbered 0, 1, 2, ..., one "
-                    "network output each); number the classes from 0 without gaps"
-                )
 
 
 def channel_files(name: str, directory: Path) -> list[Path]:
@@ -229,31 +217,26 @@ def channel_files(name: str, directory: Path) -> list[Path]:
     return sorted(files)
 
 
-def line_count(path: Path) -> int:
-    """At least the number of lines in a file, counted without decoding it."""
-    newlines = returns = 0
-    with path.open("rb") as handle:
-        while block := handle.read(2**20):
-            newlines += block.count(b"\n")
-            returns += block.count(b"\r")
-    return max(newlines, returns) + 1
+def row_capacity(path: Path, width: int) -> int:
+    """At least the number of rows a file holds: a row of `width` numbers takes at least 2 x width bytes."""
+    return path.stat().st_size // (2 * width) + 1
 
 
-def csv_chunks(path: Path, schema: Schema, class_limit: int) -> Iterator[np.ndarray]:
+def csv_chunks(path: Path, schema: Schema) -> Iterator[np.ndarray]:
     """One channel file as chunks of rows [label, *features] in the schema's order, each checked.
 
     Read CHUNK_LINES lines at a time, so that a file never has to fit in memory as text.
     """
     try:
         with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not part of the header
-            yield from _chunks_of(handle, path, schema, class_limit)
+            yield from _chunks_of(handle, path, schema)
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror or error}") from error
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text: is it a CSV file?") from None
 
 
-def _chunks_of(handle: TextIO, path: Path, schema: Schema, class_limit: int) -> Iterator[np.ndarray]:
+def _chunks_of(handle: TextIO, path: Path, schema: Schema) -> Iterator[np.ndarray]:
     source = str(path)
     skipped = 0
     first = handle.readline()
@@ -285,7 +268,7 @@ def _chunks_of(handle: TextIO, path: Path, schema: Schema, class_limit: int) -> 
             continue
         table = parse_numbers(text, source, names, skipped_lines=skipped)
         ordered = table if positions is None else table[:, positions]
-        check_values(ordered, wanted, schema, source, first_line=skipped + 1, class_limit=class_limit)
+        check_values(ordered, wanted, schema, source, first_line=skipped + 1)
         skipped += len(pending)
         pending = []
         if ordered.size:
@@ -325,17 +308,50 @@ def read_rows(name: str, directory: Path, schema: Schema, mapped_file: Path | No
     file, so the data never needs to fit in memory, and is never held twice.
     """
     files = channel_files(name, directory)
-    capacity = sum(line_count(path) for path in files)
-    # A class index says how many classes the model has; one beyond what the rows could hold is a mistake
-    # (and would make a network with that many outputs).
-    class_limit = max(MIN_CLASS_LIMIT, capacity)
-    buffer = RowBuffer(capacity, 1 + len(schema.features), mapped_file)
+    width = 1 + len(schema.features)
+    # An upper bound, so the rows never move once read: the pages beyond them are never touched.
+    buffer = RowBuffer(sum(row_capacity(path, width) for path in files), width, mapped_file)
+    starts = []
     for path in files:
-        for rows in csv_chunks(path, schema, class_limit):
+        starts.append(buffer.filled)
+        for rows in csv_chunks(path, schema):
             buffer.add(rows)
     if not buffer.filled:
         raise DataError(f"channel '{name}' has no rows: every .csv file in {directory} is empty")
-    return buffer.rows()
+    rows = buffer.rows()
+    if schema.is_classification:
+        check_class_count(rows[:, 0], files, starts, schema)
+    return rows
+
+
+def check_class_count(labels: np.ndarray, files: list[Path], starts: list[int], schema: Schema) -> None:
+    """Refuse a class index beyond what the rows can hold: it sets how many classes (network outputs) the
+    model has, and classes are numbered 0, 1, 2, ... with at least one row each, give or take."""
+    limit = max(MIN_CLASS_LIMIT, len(labels))
+    beyond = labels >= limit
+    if not beyond.any():
+        return
+    row = int(np.argmax(beyond))
+    index = int(np.searchsorted(starts, row, side="right")) - 1
+    path, line = files[index], data_line(files[index], row - starts[index], schema)
+    raise DataError(
+        f"{path} line {line}: class index {labels[row]:.0f} in column '{schema.label}' is beyond what the channel's "
+        f"{len(labels):,} rows can hold (at most {limit - 1:,}); number the classes from 0 without gaps"
+    )
+
+
+def data_line(path: Path, row: int, schema: Schema) -> int:
+    """The line number of a file's row-th row of numbers (from 0), past blank lines and a header."""
+    with path.open(encoding="utf-8-sig") as handle:
+        filled = ((number, line) for number, line in enumerate(handle, 1) if line.strip())
+        first_number, first = next(filled)
+        has_header = header_columns(split_cells(first), schema, str(path)) is not None
+        if not has_header and row == 0:
+            return first_number
+        for seen, (number, _) in enumerate(filled, 0 if has_header else 1):
+            if seen == row:
+                return number
+    raise ValueError(f"{path} has no row {row}")
 
 
 def dataset_of(rows: np.ndarray, schema: Schema) -> Dataset:
