@@ -1,6 +1,6 @@
 """The benchmark's harness is right: it renders, trains, measures, stops its servers and reports errors.
 
-No figure is asserted: speed is what `bench/run.py` prints. These runs use the Python client, so
+No speed is asserted: speed is what `bench/run.py` and `bench/training.py` print. These runs use the Python client, so
 they need no wrk; the wrk driver is checked too where wrk is installed.
 """
 
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import TEMPLATE_DIR
@@ -21,6 +23,7 @@ sys.path.insert(0, str(TEMPLATE_DIR / "bench"))
 import harness
 import load
 import run
+import training
 
 PAYLOADS = {"csv-1", "json-1", "csv-100", "json-100"}
 
@@ -148,3 +151,80 @@ def test_project_tests_times_the_everyday_tier_apart_from_the_slow_one(tmp_path)
     assert tiers["make test-all"]["summary"].startswith("2 passed")
     assert not any(figures["failed"] for figures in tiers.values())
     assert all(figures["median_seconds"] > 0 for figures in tiers.values())
+
+
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory) -> tuple[int, str, dict]:
+    """bench/training.py from its command line at a tiny size: scikit-learn (one pass) and PyTorch (batches)."""
+    output = tmp_path_factory.mktemp("training") / "figures.json"
+    command = [sys.executable, str(TEMPLATE_DIR / "bench" / "training.py"), "--frameworks", "sklearn", "pytorch"]
+    command += ["--rows", "300", "--epochs", "1", "--json", str(output)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    figures = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
+    return finished.returncode, finished.stdout + finished.stderr, figures
+
+
+def table_rows(printed: str) -> dict[str, list[str]]:
+    rows = [line.strip("|").split("|") for line in printed.splitlines() if line.startswith(("| sklearn", "| pytorch"))]
+    return {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in rows}
+
+
+def test_the_training_bench_prints_one_row_per_framework_with_positive_figures(training_run):
+    code, printed, _ = training_run
+    assert code == 0, printed
+    header = next(line for line in printed.splitlines() if line.startswith("| framework"))
+    assert len(header.strip("|").split("|")) == 12
+    rows = table_rows(printed)
+    assert set(rows) == {"sklearn", "pytorch"}, printed
+    assert rows["pytorch"][:3] == ["300", "32", "1"]  # rows, batch size (the default below 30,000 rows), epochs
+    assert rows["sklearn"][:3] == ["300", "-", "-"]  # an estimator has neither
+    for cells in rows.values():
+        rates, memory = cells[3:8], cells[8:10]  # rows/s ours and bare, ratio, read s, job s; peak MiB
+        assert all(float(value.replace(",", "")) > 0 for value in rates + memory), cells
+    assert "cores" in printed and "load average" in printed
+
+
+def test_the_training_bench_times_every_phase_of_both_sides(training_run):
+    code, printed, figures = training_run
+    assert code == 0, printed
+    assert figures["machine"]["cores"] >= 1 and len(figures["load_average_at_start"]) == 3
+    assert [case["framework"] for case in figures["cases"]] == ["sklearn", "pytorch"]
+    for case in figures["cases"]:
+        ours, bare = case["ours"], case["bare"]
+        assert set(ours["phases"]) == {"read_s", "fit_s", "evaluate_s"}
+        assert all(seconds > 0 for seconds in ours["phases"].values())
+        assert ours["process_wall_s"] > ours["fit_s"] + ours["phases"]["read_s"]
+        assert bare["fit_s"] > 0 and bare["peak_mib"] > 0 and ours["peak_mib"] > 0
+        assert case["ours_rows_per_s"] == pytest.approx(300 / ours["fit_s"])
+        assert case["ratio"] == pytest.approx(ours["fit_s"] / bare["fit_s"])
+        assert len(case["load_average_before"]) == len(case["load_average_after"]) == 3
+        # Both sides learnt the synthetic rule from the same rows (a tree nearly all of it).
+        assert 0 < ours["metrics"]["train:accuracy"] <= 1 and 0 < bare["metrics"]["train:accuracy"] <= 1
+    assert figures["cases"][0]["ours"]["metrics"]["train:accuracy"] > 0.8
+
+
+def test_a_failing_training_child_is_reported_with_its_output(tmp_path):
+    spec = {"kind": "bare", "framework": "pytorch", "package": "no_such_package", "case": str(tmp_path)}
+    with pytest.raises(RuntimeError, match=r"bare exited with 1[\s\S]*No module named 'no_such_package'"):
+        training.run_child(spec, tmp_path, training.child_environment(tmp_path, threads=1))
+
+
+def test_only_our_runs_see_the_streaming_setting_and_threads_are_set_for_both(monkeypatch, tmp_path):
+    monkeypatch.setenv("STREAM_DATA_ABOVE_MB", "0")  # the caller's own setting reaches neither side
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plain = training.child_environment(tmp_path, threads=1)
+    assert "STREAM_DATA_ABOVE_MB" not in plain
+    assert plain["OMP_NUM_THREADS"] == plain["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert plain["PYTHONPATH"] == str(tmp_path / "src")
+    assert training.child_environment(tmp_path, threads=1, STREAM_DATA_ABOVE_MB="0")["STREAM_DATA_ABOVE_MB"] == "0"
+    assert "OMP_NUM_THREADS" not in training.child_environment(tmp_path, threads=0)
+
+
+def test_synthetic_training_data_follows_the_schema_and_is_repeatable():
+    features, labels = training.synthetic({"width": "float", "count": "int"}, 3, "classification", 2000, seed=5)
+    again, same = training.synthetic({"width": "float", "count": "int"}, 3, "classification", 2000, seed=5)
+    assert np.array_equal(features, again) and np.array_equal(labels, same)
+    assert features.shape == (2000, 2) and np.array_equal(features[:, 1], np.round(features[:, 1]))
+    assert np.array_equal(features[:, 0], np.round(features[:, 0], 4))
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert [training.default_batch_size(rows) for rows in (10_000, 100_000, 1_000_000)] == [32, 128, 512]
