@@ -13,7 +13,7 @@ import numpy as np
 from {{ cookiecutter.package_name }}.__main__ import write_sample_data
 from {{ cookiecutter.package_name }}._runtime.environment import SageMakerEnvironment
 from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split, schema
-from {{ cookiecutter.package_name }}._runtime.tables import Dataset, read_channel
+from {{ cookiecutter.package_name }}._runtime.tables import Dataset, Schema, read_channel
 from {{ cookiecutter.package_name }}.model import TASK
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -22,6 +22,15 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SCHEMA = schema()
 FEATURES = SCHEMA.feature_names
 CLASSIFICATION = TASK == "classification"
+# A small schema of its own, for tests of how tables are read whatever data.py declares.
+TWO = Schema(features=(("a", "float"), ("b", "int")), label="y", task="classification")
+
+
+def write(path: Path, text: str) -> Path:
+    """A text file, its folders made as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def make_tree(base_dir: Path) -> Path:

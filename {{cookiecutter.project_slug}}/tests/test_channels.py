@@ -10,17 +10,9 @@ from {{ cookiecutter.package_name }}._runtime import tables, training
 from {{ cookiecutter.package_name }}._runtime.channels import CACHE_FOLDER
 from {{ cookiecutter.package_name }}._runtime.environment import WARM_POOL_CACHE_VARIABLE, ContractError
 from {{ cookiecutter.package_name }}._runtime.framework import FrameworkModel
-from {{ cookiecutter.package_name }}._runtime.tables import DataError, Schema, column_moments, read_channel
+from {{ cookiecutter.package_name }}._runtime.tables import DataError, column_moments, read_channel
 
-from .support import SCHEMA, channel, environment_for, sample_rows
-
-TWO = Schema(features=(("a", "float"), ("b", "int")), label="y", task="classification")
-
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from .support import SCHEMA, TWO, channel, environment_for, sample_rows, write
 
 
 def test_linked_files_and_folders_are_read(tmp_path):

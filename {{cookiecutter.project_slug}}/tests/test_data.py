@@ -9,16 +9,9 @@ from {{ cookiecutter.package_name }}._runtime.contract import Table
 from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split, write_sample_tree
 from {{ cookiecutter.package_name }}._runtime.tables import DataError, Schema, dataset_from_table, read_channel
 
-from .support import FEATURES, SCHEMA, channel
+from .support import FEATURES, SCHEMA, TWO, channel, write
 
-TWO = Schema(features=(("a", "float"), ("b", "int")), label="y", task="classification")
 REGRESSION = Schema(features=(("a", "float"), ("b", "int")), label="y", task="regression")
-
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def test_files_without_a_header_are_label_then_features_in_name_order(tmp_path):
