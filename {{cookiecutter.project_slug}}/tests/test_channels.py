@@ -25,13 +25,15 @@ def test_linked_files_and_folders_are_read(tmp_path):
     (channel_dir / "one.csv").symlink_to(elsewhere / "part-2.csv")
     (elsewhere / "loop").symlink_to(channel_dir, target_is_directory=True)  # a cycle is read once
     dataset = read_channel("train", channel_dir, TWO)
-    assert sorted(dataset.labels.tolist()) == [0, 1, 1, 2]
+    # Each file once, by its first path in path order: linked/more/part-3, linked/part-2 (not one.csv), part-1.
+    assert dataset.labels.tolist() == [2, 1, 0]
 
 
-def test_a_link_to_nothing_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("link", ["gone.csv", "gone-folder"])
+def test_a_link_to_nothing_is_refused_by_name(tmp_path, link):
     write(tmp_path / "a.csv", "a,b,y\n1,2,0\n")
-    (tmp_path / "gone.csv").symlink_to(tmp_path / "deleted.csv")
-    with pytest.raises(DataError, match=r"gone\.csv is a link to nothing"):
+    (tmp_path / link).symlink_to(tmp_path / "deleted")
+    with pytest.raises(DataError, match=rf"{link} is a link to nothing"):
         read_channel("train", tmp_path, TWO)
 
 
@@ -42,7 +44,9 @@ def test_a_class_index_beyond_what_the_rows_can_hold_names_file_line_and_label(t
     assert str(raised.value).startswith(f"{path} line 4: column 'y' (the label) holds 2.14748e+09")
     write(tmp_path / "a.csv", "a,b,y\n1,2,0\n1,2,1\n")
     write(tmp_path / "b.csv", "\n0,1,2\n\n5000,1,2\n")  # no header (the label first), blank lines: the line is exact
-    with pytest.raises(DataError, match=r"b\.csv line 4: class index 5000 in column 'y' is beyond what the channel"):
+    with pytest.raises(
+        DataError, match=r"b\.csv line 4: class index 5000 in column 'y' is beyond what the data can hold"
+    ):
         read_channel("train", tmp_path, TWO)
     write(tmp_path / "b.csv", "y,a,b\n0,1,2\n\n7000,1,2\n")  # a header, then a blank line
     with pytest.raises(DataError, match=r"b\.csv line 4: class index 7000 in column 'y'"):
@@ -60,6 +64,12 @@ def test_files_are_read_in_chunks_with_true_line_numbers(tmp_path, monkeypatch):
     assert dataset.features[:, 1].tolist() == [*range(10), 8]
     write(tmp_path / "a.csv", "\n".join(["a,b,y", *rows, "1,x,0"]) + "\n")
     with pytest.raises(DataError, match="line 12: column 'b' holds 'x', not a number"):
+        read_channel("train", tmp_path, TWO)
+    write(tmp_path / "a.csv", "\n".join(["a,b,y", *rows[:3], "1,2", *rows[3:]]) + "\n")  # starts chunk 2
+    with pytest.raises(DataError, match="line 5: the row has 2 columns, but the header names 3"):
+        read_channel("train", tmp_path, TWO)
+    write(tmp_path / "a.csv", "0,1.5,1\n1,2.5,2\n2,3.5,0\n\n1,x,0\n")  # no header (the label first), a blank line
+    with pytest.raises(DataError, match="line 5: column 'a' holds 'x'"):
         read_channel("train", tmp_path, TWO)
 
 
@@ -95,13 +105,25 @@ def predictions_after_training(tree, **variables):
     return FrameworkModel.load(tree / "model").predict(sample_rows())
 
 
-def test_training_out_of_core_gives_the_model_trained_in_memory(sagemaker_tree, tmp_path, caplog):
+def test_training_out_of_core_gives_the_model_trained_in_memory(sagemaker_tree, tmp_path, caplog, monkeypatch):
     expected = predictions_after_training(sagemaker_tree)
+    given = []
+    monkeypatch.setattr(FrameworkModel, "fit", spy_on_fit(FrameworkModel.fit, given))
+    temporary = tmp_path / "tmp"
     with caplog.at_level(logging.INFO):
-        streamed = predictions_after_training(sagemaker_tree, STREAM_DATA_ABOVE_MB="0")
+        streamed = predictions_after_training(sagemaker_tree, STREAM_DATA_ABOVE_MB="0", TMPDIR=str(temporary))
     assert "read memory-mapped (above STREAM_DATA_ABOVE_MB)" in caplog.text
+    assert given == [np.memmap], "the framework was handed the rows in memory"
     np.testing.assert_array_equal(streamed, expected)
-    assert not list((sagemaker_tree / "scratch").glob("*")), "the memory-mapped copies are removed after the job"
+    assert list(temporary.iterdir()) == [], "the memory-mapped copies are removed after the job"
+
+
+def spy_on_fit(fit, given):
+    def spied(features, labels, params, job):
+        given.append(type(features))
+        return fit(features, labels, params, job)
+
+    return spied
 
 
 @pytest.mark.parametrize("value", ["-1", "lots", "nan"])
@@ -131,15 +153,33 @@ def test_a_warm_pools_cache_keeps_parsed_channels_for_the_next_job(sagemaker_tre
     assert len(list((cache / CACHE_FOLDER).glob("train-*.npy"))) == 1
 
 
-def test_without_a_warm_pool_nothing_is_cached(sagemaker_tree, tmp_path):
-    unused = tmp_path / "warmpoolcache"
-    unused.mkdir()
+def test_a_warm_pools_cache_serves_memory_mapped_rows_and_drops_a_killed_jobs_leftovers(sagemaker_tree, tmp_path):
+    cache = tmp_path / "warmpoolcache"
+    (cache / CACHE_FOLDER).mkdir(parents=True)
+    leftover = cache / CACHE_FOLDER / ".train-0123.npy.partial"  # what a job killed while parsing leaves
+    leftover.write_bytes(b"half")
+    variables = {WARM_POOL_CACHE_VARIABLE: str(cache), "STREAM_DATA_ABOVE_MB": "0", "TMPDIR": str(tmp_path)}
+    expected = predictions_after_training(sagemaker_tree)
+    assert np.array_equal(predictions_after_training(sagemaker_tree, **variables), expected)
+    assert not leftover.exists()
+    assert np.array_equal(predictions_after_training(sagemaker_tree, **variables), expected), "from the cache"
+
+
+@pytest.mark.parametrize("cache", ["missing", "a-file"])
+def test_without_a_warm_pools_folder_nothing_is_cached(sagemaker_tree, tmp_path, cache):
+    # SageMaker sets the variable only on a warm pool, and the folder exists then; anything else is no cache.
+    target = tmp_path / cache
+    if cache == "a-file":
+        target.write_text("not a folder")
     before = sorted(path.relative_to(sagemaker_tree) for path in sagemaker_tree.rglob("*"))
-    predictions_after_training(sagemaker_tree)
+    predictions_after_training(
+        sagemaker_tree, STREAM_DATA_ABOVE_MB="0", TMPDIR=str(tmp_path), **{WARM_POOL_CACHE_VARIABLE: str(target)}
+    )
     after = sorted(path.relative_to(sagemaker_tree) for path in sagemaker_tree.rglob("*"))
-    assert list(unused.iterdir()) == []
+    assert target.exists() == (cache == "a-file") and not target.is_dir()
     made = {path.parts[0] for path in set(after) - set(before)}
     assert made <= {"model", "output"}, json.dumps(sorted(map(str, set(after) - set(before))))
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["ml", *([cache] if cache == "a-file" else [])])
 
 
 def set_input_mode(tree, mode):

@@ -50,9 +50,12 @@ def test_regression_labels_are_numbers(tmp_path):
     [
         ("x,z,w\n1,2,3\n", r"neither a header naming data.py's columns \('a', 'b', 'y'\) nor a row of numbers"),
         ("a,b\n1,2\n", "the label column 'y' is missing from the header"),
-        ("a,y\n1,2\n", r"feature column\(s\) 'b' missing from the header"),
-        ("a,b,y,extra\n1,2,0,9\n", r"column\(s\) 'extra' are not in the schema"),
-        ("a,a,b,y\n1,1,2,0\n", "the header names 'a' more than once"),
+        ("a,y\n1,2\n", "feature columns missing from the header: b"),
+        (
+            "a,b,y,extra\n1,2,0,9\n",
+            r"columns not in the schema \(data.py's FEATURES and LABEL; remove them or declare them\): extra",
+        ),
+        ("a,a,b,y\n1,1,2,0\n", "the header names some columns more than once: a"),
         ("a,b,y\n1,2,0\n1,two,0\n", "line 3: column 'b' holds 'two', not a number"),
         ("a,b,y\n1,2.5,0\n", r"line 2: column 'b' \(a feature\) holds 2.5; it must be a whole number"),
         ("a,b,y\nnan,2,0\n", "column 'a' .* it must be a finite number"),
@@ -60,11 +63,13 @@ def test_regression_labels_are_numbers(tmp_path):
         ("a,b,y\n1,2,-1\n", r"column 'y' \(the label\) holds -1; it must be a class index"),
         ("a,b,y\n1,2,setosa\n", "column 'y' holds 'setosa', not a number"),
         ("0,1\n", "has no header and 2 columns; a file without a header holds the label, then data.py's 2 features"),
-        ("a,b,y\n1,2\n", "the rows have 2 columns, but the header names 3"),
-        ("a,b,y\n1,2,0,7\n", "the rows have 4 columns, but the header names 3"),
+        ("a,b,y\n1,2\n", "line 2: the row has 2 columns, but the header names 3"),
+        ("a,b,y\n1,2,0,7\n", "line 2: the row has 4 columns, but the header names 3"),
+        ("a,b,y\n1,2,0\n\n\n1,x,0\n", "line 5: column 'b' holds 'x', not a number"),
+        ("a,b,y\n1,2,0\n\n1.5,2.5,0\n", r"line 4: column 'b' \(a feature\) holds 2.5"),
         (
             "a,bee,y,extra\n1,2,0,9\n",
-            r"feature column\(s\) 'b' missing from the header; column\(s\) 'bee', 'extra' are not",
+            r"feature columns missing from the header: b; columns not in the schema .*: bee, extra",
         ),
         (
             "a,b,y\n1,2,1e30\n",

@@ -67,7 +67,10 @@ def test_bad_hyperparameter_fails_with_a_reason_and_no_model(sagemaker_tree):
     ("change", "message"),
     [
         (lambda header: header.replace(SCHEMA.label, "target"), "label column '{label}' is missing from the header"),
-        (lambda header: header + ",extra", "column(s) 'extra' are not in the schema"),
+        (
+            lambda header: header + ",extra",
+            "columns not in the schema (data.py's FEATURES and LABEL; remove them or declare them): extra",
+        ),
         (lambda header: "x" * len(header), "neither a header naming data.py's columns"),
     ],
 )

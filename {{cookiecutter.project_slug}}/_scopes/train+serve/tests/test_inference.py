@@ -154,7 +154,7 @@ def test_records_missing_or_naming_unknown_features_are_refused_by_name(model):
 def test_a_csv_header_with_unknown_or_missing_columns_is_refused_by_name(model):
     header = ",".join(FEATURES[1:]) + ",colour"
     message = refusal(model, header.encode() + b"\n" + csv_body(ROWS), "text/csv")
-    assert f"feature column(s) '{FEATURES[0]}' missing from the header" in message
+    assert f"feature columns missing from the header: {FEATURES[0]}" in message
 
 
 def test_output_in_both_types():

@@ -89,12 +89,15 @@ class TrainingJob:
         given no checkpoint folder (SageMaker creates it only for jobs with a CheckpointConfig).
     num_gpus: GPUs SageMaker gave the job (SM_NUM_GPUS); 0 on CPU instances.
     sharded: True when each host holds only its share of the train channel (ShardedByS3Key).
+    tuning: True for the training jobs of a tuning job, whose checkpoints are told apart by every
+        hyperparameter (see hyperparameters.checkpoint_key).
     """
 
     cluster: Cluster
     checkpoint_dir: Path | None = None
     num_gpus: int = 0
     sharded: bool = False
+    tuning: bool = False
 
     @classmethod
     def single_host(cls) -> TrainingJob:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,9 +197,9 @@ class SageMakerEnvironment:
         return megabytes * 2**20
 
     @property
-    def scratch_dir(self) -> Path:
-        """Room on the job's storage volume for files that live only while the job runs."""
-        return self.base_dir / "scratch"
+    def temporary_dir(self) -> Path:
+        """Where a job keeps files only while it runs (memory-mapped channels): TMPDIR, else /tmp."""
+        return Path(self.variables.get("TMPDIR") or tempfile.gettempdir())
 
     @property
     def num_gpus(self) -> int:

@@ -19,6 +19,8 @@ from .messages import listed, shown
 TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
 
+# Automatic model tuning adds it to every training job it starts: a job holding it is one of a tuning job's.
+TUNING_MARK = "_tuning_objective_metric"
 # Hyperparameters that reach a job without the user asking, and where each comes from. None of them
 # is a setting of the model: they are accepted and ignored, so that such jobs do not fail at once.
 RESERVED = {
@@ -128,11 +130,12 @@ def reserved_given(schema: Iterable[Hyperparameter], raw: Mapping[str, str]) -> 
     return sorted(name for name in raw if name not in declared and is_reserved(name))
 
 
-def checkpoint_key(values: Mapping[str, Any]) -> str:
-    """A short digest of the values a checkpoint was trained with, epochs aside: checkpoints are named by
-    it, so that jobs sharing a checkpoint location (the jobs of a tuning job, a rerun with other values)
-    never resume each other's, while a job that only asks for more or fewer epochs still resumes."""
-    kept = {name: value for name, value in values.items() if name != "epochs"}
+def checkpoint_key(values: Mapping[str, Any], with_epochs: bool = False) -> str:
+    """A short digest of the values a checkpoint was trained with: checkpoints are named by it, so that jobs
+    sharing a checkpoint location (a rerun with other values) never resume each other's, while a job that
+    only asks for more epochs still resumes. The jobs of a tuning job, which may differ in epochs alone
+    and run side by side, are told apart by epochs too (`with_epochs`)."""
+    kept = {name: value for name, value in values.items() if with_epochs or name != "epochs"}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

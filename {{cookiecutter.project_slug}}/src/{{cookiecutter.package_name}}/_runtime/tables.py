@@ -7,12 +7,13 @@ features in FEATURES order. Every refusal names the file, the column and, where 
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .contract import Table
-from .messages import shown
+from .messages import listed, shown
 
 SCHEMA_FILE = "schema.json"
 # Class indices above this are surely not class indices (and would not fit the integer types frameworks use).
@@ -30,6 +31,8 @@ MAX_CLASS_INDEX = 2**31 - 1
 MIN_CLASS_LIMIT = 1000
 # Lines of CSV parsed at once: bounds the text held in memory while reading a file.
 CHUNK_LINES = 100_000
+# A memory-mapped channel's .npy header, fixed in length (a multiple of 64, as the format asks).
+NPY_HEADER_BYTES = 128
 # Rows per block when computing column statistics.
 MOMENT_ROWS = 65_536
 
@@ -118,9 +121,9 @@ def header_columns(cells: list[str], schema: Schema, source: str) -> list[str] |
     """The names a first row gives the columns, or None when it is a row of data."""
     known = {*schema.feature_names, schema.label}
     if known.intersection(cells):
-        duplicated = sorted({cell for cell in cells if cells.count(cell) > 1})
+        duplicated = sorted(cell for cell, count in collections.Counter(cells).items() if count > 1)
         if duplicated:
-            raise DataError(f"{source}: the header names {quoted(duplicated)} more than once")
+            raise DataError(f"{source}: the header names some columns more than once: {listed(duplicated)}")
         return cells
     if all(is_number(cell) for cell in cells):
         return None
@@ -135,11 +138,11 @@ def column_positions(columns: list[str], schema: Schema, source: str, label: boo
     missing = [name for name in schema.feature_names if name not in columns]
     unknown = [name for name in columns if name not in {*schema.feature_names, schema.label}]
     unknown_text = (
-        f"column(s) {quoted(unknown)} are not in the schema (data.py's FEATURES and LABEL); remove them or declare them"
+        f"columns not in the schema (data.py's FEATURES and LABEL; remove them or declare them): {listed(unknown)}"
     )
     if missing:
         also = f"; {unknown_text}" if unknown else ""
-        raise DataError(f"{source}: feature column(s) {quoted(missing)} missing from the header{also}")
+        raise DataError(f"{source}: feature columns missing from the header: {listed(missing)}{also}")
     if label and schema.label not in columns:
         raise DataError(f"{source}: the label column '{schema.label}' is missing from the header")
     if not label and schema.label in columns:
@@ -150,8 +153,18 @@ def column_positions(columns: list[str], schema: Schema, source: str, label: boo
     return [columns.index(name) for name in wanted]
 
 
-def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) -> np.ndarray:
-    """The rows of `text` as float64, or a DataError naming the column and line of the first bad cell."""
+def parse_numbers(
+    text: str, source: str, names: list[str], skipped_lines: int = 0, line_numbers: Sequence[int] | None = None
+) -> np.ndarray:
+    """The rows of `text` as float64, or a DataError naming the column and line of the first bad cell.
+
+    A row's line is `line_numbers[row]` where given (text whose blank lines were taken out), else the
+    row's place in `text` after `skipped_lines`.
+    """
+
+    def line_of(row: int) -> int:
+        return line_numbers[row] if line_numbers is not None else row + 1 + skipped_lines
+
     try:
         table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments=None, quotechar='"')
     except ValueError as error:
@@ -161,12 +174,12 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
             cell, row, column = bad_cell[1], int(bad_cell[2]), int(bad_cell[3])
             value = cell.removeprefix("'").removesuffix("'")  # numpy quotes the cell (and cuts a long one)
             name = names[column - 1] if column <= len(names) else f"#{column}"
-            line = row + 1 + skipped_lines
+            line = line_of(row)
             raise DataError(f"{source} line {line}: column '{name}' holds {shown(value)}, not a number") from None
         widths = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
         if widths:
             expected, found, row = widths.groups()
-            line = int(row) + skipped_lines
+            line = line_of(int(row) - 1)  # numpy counts this row from 1
             raise DataError(f"{source} line {line}: {found} columns where the rows above have {expected}") from None
         raise DataError(f"{source} is not numeric CSV: {message}") from None
     if table.size and table.shape[1] != len(names):
@@ -174,8 +187,18 @@ def parse_numbers(text: str, source: str, names: list[str], skipped_lines: int) 
     return table
 
 
-def check_values(table: np.ndarray, names: list[str], schema: Schema, source: str, first_line: int) -> None:
-    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label."""
+def check_values(
+    table: np.ndarray,
+    names: list[str],
+    schema: Schema,
+    source: str,
+    first_line: int,
+    line_numbers: Sequence[int] | None = None,
+) -> None:
+    """Finite numbers everywhere; whole numbers in int columns; class indices in a classification label.
+
+    A bad row is named by its line (`line_numbers[row]`, else `first_line + row`), or by its number when
+    `first_line` is 0 (a table that is not a file)."""
     whole = set(schema.whole_number_columns)
     for position, name in enumerate(names):
         values = table[:, position]
@@ -190,31 +213,39 @@ def check_values(table: np.ndarray, names: list[str], schema: Schema, source: st
         if bad.any():
             row = int(np.argmax(bad))
             kind = "the label" if name == schema.label else "a feature"
-            line = f" line {first_line + row}" if first_line else f" row {row + 1}"
+            if line_numbers is not None:
+                line = f" line {line_numbers[row]}"
+            else:
+                line = f" line {first_line + row}" if first_line else f" row {row + 1}"
             raise DataError(f"{source}{line}: column '{name}' ({kind}) holds {values[row]:g}; it must be {rule}")
 
 
 def channel_files(name: str, directory: Path) -> list[Path]:
-    """Every `*.csv` under a channel's folder, in any sub-folder, linked ones included, in path order."""
+    """Every `*.csv` under a channel's folder, in any sub-folder, linked ones included, in path order.
+
+    A file or folder reached by two paths (links) is read once, by the first in path order; a link to nothing
+    is refused by name, since the data it stood for would be missing.
+    """
     if not directory.is_dir():
         raise DataError(f"channel '{name}' is missing: no folder at {directory}")
-    files, visited = [], set()
+    found: dict[str, list[Path]] = collections.defaultdict(list)
+    visited = set()
     for folder, subfolders, names in os.walk(directory, followlinks=True):
         real = os.path.realpath(folder)
-        if real in visited:  # a link back up the tree: read its files once
+        if real in visited:  # a folder reached again through a link, or a link back up the tree
             subfolders.clear()
             continue
         visited.add(real)
-        for file_name in names:
+        subfolders.sort()  # the same walk, so the same rows in the same order, on every host and every run
+        for file_name in sorted(names):
             path = Path(folder) / file_name
-            if not file_name.endswith(".csv"):
-                continue
-            if not path.is_file():
-                raise DataError(f"channel '{name}': {path} is a link to nothing, or not a file")
-            files.append(path)
-    if not files:
+            if path.is_symlink() and not path.exists():
+                raise DataError(f"channel '{name}': {path} is a link to nothing")
+            if file_name.endswith(".csv") and path.is_file():
+                found[os.path.realpath(path)].append(path)
+    if not found:
         raise DataError(f"channel '{name}' holds no .csv files in {directory}")
-    return sorted(files)
+    return sorted(min(paths) for paths in found.values())
 
 
 def row_capacity(path: Path, width: int) -> int:
@@ -238,10 +269,9 @@ def csv_chunks(path: Path, schema: Schema) -> Iterator[np.ndarray]:
 
 def _chunks_of(handle: TextIO, path: Path, schema: Schema) -> Iterator[np.ndarray]:
     source = str(path)
-    skipped = 0
-    first = handle.readline()
+    first_number, first = 1, handle.readline()
     while first and not first.strip():
-        skipped, first = skipped + 1, handle.readline()
+        first_number, first = first_number + 1, handle.readline()
     if not first:
         return
     first_row = split_cells(first)
@@ -254,80 +284,122 @@ def _chunks_of(handle: TextIO, path: Path, schema: Schema) -> Iterator[np.ndarra
                 f"the label, then data.py's {len(schema.features)} features in order ({quoted(schema.feature_names)}). "
                 "Add a header row naming the columns, or reorder them."
             )
-        names, positions, pending = wanted, None, [first]
+        names, positions, pending = wanted, None, [(first_number, first)]
+        width_rule = "where the rows above have"
     else:
         names, positions, pending = columns, column_positions(columns, schema, source, label=True), []
-        skipped += 1
+        width_rule = "but the header names"
+    numbered = enumerate(handle, first_number + 1)
     while True:
-        pending += itertools.islice(handle, CHUNK_LINES - len(pending))
-        if not pending:
-            return
-        text = "".join(pending)
-        if not text.strip():  # blank lines only
-            skipped, pending = skipped + len(pending), []
-            continue
-        table = parse_numbers(text, source, names, skipped_lines=skipped)
-        ordered = table if positions is None else table[:, positions]
-        check_values(ordered, wanted, schema, source, first_line=skipped + 1)
-        skipped += len(pending)
+        # Blank lines are taken out before parsing, and each row keeps its line number for the messages.
+        chunk = pending + [(number, line) for number, line in itertools.islice(numbered, CHUNK_LINES) if line.strip()]
         pending = []
+        if not chunk:
+            return
+        numbers = [number for number, _ in chunk]
+        cells = len(split_cells(chunk[0][1]))
+        if cells != len(names):  # numpy compares the rows of one chunk with each other only
+            raise DataError(f"{source} line {numbers[0]}: the row has {cells} columns, {width_rule} {len(names)}")
+        table = parse_numbers("".join(line for _, line in chunk), source, names, line_numbers=numbers)
+        ordered = table if positions is None else table[:, positions]
+        check_values(ordered, wanted, schema, source, first_line=numbers[0], line_numbers=numbers)
         if ordered.size:
             yield ordered
 
 
 class RowBuffer:
-    """Rows of [label, *features] gathered file by file into one array, in memory or in a memory-mapped file."""
+    """Rows of [label, *features] gathered file by file: into one array in memory, or appended to a `.npy`
+    file that is then memory-mapped.
+
+    The file is written with plain writes, not through a map, so a full disk is an OSError naming the
+    file (a write through a map would kill the process with SIGBUS, leaving no failure file).
+    """
 
     def __init__(self, capacity: int, width: int, mapped_file: Path | None) -> None:
-        if mapped_file is None:
-            self.array = np.empty((capacity, width), dtype=np.float64)
-        else:
+        self.width, self.filled, self.mapped_file = width, 0, mapped_file
+        self.array = np.empty((capacity, width), dtype=np.float64) if mapped_file is None else None
+        self.handle = None
+        if mapped_file is not None:
             mapped_file.parent.mkdir(parents=True, exist_ok=True)
-            self.array = np.lib.format.open_memmap(mapped_file, mode="w+", dtype=np.float64, shape=(capacity, width))
-        self.filled = 0
+            self.handle = mapped_file.open("wb")
+            self.handle.write(npy_header(0, width))  # rewritten with the row count at the end
 
     def add(self, rows: np.ndarray) -> None:
-        self.array[self.filled : self.filled + len(rows)] = rows
+        if self.handle is None:
+            self.array[self.filled : self.filled + len(rows)] = rows
+        else:
+            self.handle.write(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
         self.filled += len(rows)
 
     def rows(self) -> np.ndarray:
-        if isinstance(self.array, np.memmap):
-            self.array.flush()
-        return self.array[: self.filled]
+        if self.handle is None:
+            return self.array[: self.filled]
+        self.handle.seek(0)
+        self.handle.write(npy_header(self.filled, self.width))
+        self.handle.close()
+        return np.load(self.mapped_file, mmap_mode="r")
+
+    def close(self) -> None:
+        if self.handle is not None and not self.handle.closed:
+            self.handle.close()
 
 
-def read_channel(name: str, directory: Path, schema: Schema, mapped_file: Path | None = None) -> Dataset:
+def npy_header(rows: int, width: int) -> bytes:
+    """The header of a `.npy` file of rows x width float64, always NPY_HEADER_BYTES long (so the row count can
+    be written last, over the first one)."""
+    description = repr({"descr": "<f8", "fortran_order": False, "shape": (rows, width)})
+    size = NPY_HEADER_BYTES - 10  # after the magic string, the version and the header's length
+    return b"\x93NUMPY\x01\x00" + size.to_bytes(2, "little") + description.ljust(size - 1).encode() + b"\n"
+
+
+def read_channel(name: str, directory: Path, schema: Schema, mapped_file: Path | None = None, **limits: int) -> Dataset:
     """All rows of one channel: every `*.csv` file under its folder, in any sub-folder, in path order."""
-    return dataset_of(read_rows(name, directory, schema, mapped_file), schema)
+    return dataset_of(read_rows(name, directory, schema, mapped_file, **limits), schema)
 
 
-def read_rows(name: str, directory: Path, schema: Schema, mapped_file: Path | None = None) -> np.ndarray:
+def read_rows(
+    name: str,
+    directory: Path,
+    schema: Schema,
+    mapped_file: Path | None = None,
+    class_limit: int | None = None,
+    hosts: int = 1,
+) -> np.ndarray:
     """A channel's rows of [label, *features], in the schema's order.
 
     The rows go straight into one array, in memory or, given `mapped_file`, memory-mapped from that
-    file, so the data never needs to fit in memory, and is never held twice.
+    file, so the data never needs to fit in memory, and is never held twice. Class indices must stay
+    below `class_limit`; by default below the rows this channel holds over all `hosts` (each holding
+    about as many, for a sharded channel), or MIN_CLASS_LIMIT.
     """
     files = channel_files(name, directory)
     width = 1 + len(schema.features)
     # An upper bound, so the rows never move once read: the pages beyond them are never touched.
     buffer = RowBuffer(sum(row_capacity(path, width) for path in files), width, mapped_file)
     starts = []
-    for path in files:
-        starts.append(buffer.filled)
-        for rows in csv_chunks(path, schema):
-            buffer.add(rows)
+    try:
+        for path in files:
+            starts.append(buffer.filled)
+            for rows in csv_chunks(path, schema):
+                buffer.add(rows)
+    except BaseException as error:
+        buffer.close()
+        if isinstance(error, OSError):  # the disk is full, most likely
+            raise DataError(f"cannot write channel '{name}''s parsed rows to {mapped_file}: {error}") from error
+        raise
     if not buffer.filled:
+        buffer.close()
         raise DataError(f"channel '{name}' has no rows: every .csv file in {directory} is empty")
     rows = buffer.rows()
     if schema.is_classification:
-        check_class_count(rows[:, 0], files, starts, schema)
+        limit = class_limit if class_limit is not None else max(MIN_CLASS_LIMIT, len(rows) * hosts)
+        check_class_count(rows[:, 0], limit, files, starts, schema)
     return rows
 
 
-def check_class_count(labels: np.ndarray, files: list[Path], starts: list[int], schema: Schema) -> None:
-    """Refuse a class index beyond what the rows can hold: it sets how many classes (network outputs) the
-    model has, and classes are numbered 0, 1, 2, ... with at least one row each, give or take."""
-    limit = max(MIN_CLASS_LIMIT, len(labels))
+def check_class_count(labels: np.ndarray, limit: int, files: list[Path], starts: list[int], schema: Schema) -> None:
+    """Refuse a class index at or beyond `limit`: it sets how many classes (network outputs) the model
+    has, and classes are numbered 0, 1, 2, ... with rows of each, so one beyond the rows is a mistake."""
     beyond = labels >= limit
     if not beyond.any():
         return
@@ -335,8 +407,9 @@ def check_class_count(labels: np.ndarray, files: list[Path], starts: list[int], 
     index = int(np.searchsorted(starts, row, side="right")) - 1
     path, line = files[index], data_line(files[index], row - starts[index], schema)
     raise DataError(
-        f"{path} line {line}: class index {labels[row]:.0f} in column '{schema.label}' is beyond what the channel's "
-        f"{len(labels):,} rows can hold (at most {limit - 1:,}); number the classes from 0 without gaps"
+        f"{path} line {line}: class index {labels[row]:.0f} in column '{schema.label}' is beyond what the data "
+        f"can hold (at most {limit - 1:,}: classes are numbered 0, 1, 2, ... and each needs rows); "
+        "number the classes from 0 without gaps"
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import tempfile
 import traceback
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -18,11 +20,11 @@ import numpy as np
 
 from .. import data, model
 from . import hyperparameters, metrics
-from .channels import load_channel, remove_scratch
+from .channels import load_channel
 from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
 from .framework import BUILDERS, RUNTIME_HYPERPARAMETERS, FrameworkModel
-from .tables import DataError, Dataset, Schema
+from .tables import MIN_CLASS_LIMIT, DataError, Dataset, Schema
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,21 @@ class TrainingStopped(Exception):
 
 def evaluate(trained: FrameworkModel, dataset: Dataset, channel: str) -> dict[str, float]:
     starts = range(0, len(dataset), EVALUATION_ROWS)
-    predicted = np.concatenate([trained.predict(dataset.features[start : start + EVALUATION_ROWS]) for start in starts])
+    # Each block copied into memory (np.array): a memory-mapped channel is read-only, and small blocks are cheap.
+    blocks = (np.array(dataset.features[start : start + EVALUATION_ROWS]) for start in starts)
+    predicted = np.concatenate([trained.predict(block) for block in blocks])
     scores = metrics.evaluate(model.TASK, predicted, dataset.labels)
     return {f"{channel}:{name}": value for name, value in scores.items()}
 
 
 def run(env: SageMakerEnvironment) -> dict[str, float]:
     """Train once; returns the metrics it printed."""
+    env.temporary_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="channels-", dir=env.temporary_dir) as scratch:
+        return _run(env, Path(scratch))  # memory-mapped channels live in `scratch` until the job ends
+
+
+def _run(env: SageMakerEnvironment, scratch: Path) -> dict[str, float]:
     check_definitions(model, data, BUILDERS, RUNTIME_HYPERPARAMETERS)
     schema = Schema.from_definitions(model, data)
     given = env.hyperparameters()
@@ -54,11 +64,15 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
     channels = env.channels()
     if "train" not in channels:
         raise DataError(f"the job has no 'train' channel (channels given: {', '.join(channels) or 'none'})")
-    train_set = load_channel(env, "train", schema)
+    sharded = env.distribution("train") != FULLY_REPLICATED
+    # A sharded host holds about 1/N of the rows: the class indices are bounded by all hosts' rows.
+    train_set = load_channel(env, "train", schema, scratch, hosts=cluster.size if sharded else 1)
     # Read before training, so that a bad validation file fails the job before hours of work.
     validation_set = None
     if "validation" in channels:
-        validation_set = load_channel(env, "validation", schema)
+        # The classes are the train channel's: its bound holds for validation too, however few rows it has.
+        limit = max(MIN_CLASS_LIMIT, len(train_set) * (cluster.size if sharded else 1))
+        validation_set = load_channel(env, "validation", schema, scratch, class_limit=limit)
     logger.info(
         "training a %s model on %d rows, %d features, hyperparameters %s, host %s of %s",
         model.TASK,
@@ -72,7 +86,8 @@ def run(env: SageMakerEnvironment) -> dict[str, float]:
         cluster=cluster,
         checkpoint_dir=env.checkpoint_dir_if_enabled,
         num_gpus=env.num_gpus,
-        sharded=env.distribution("train") != FULLY_REPLICATED,
+        sharded=sharded,
+        tuning=hyperparameters.TUNING_MARK in given,
     )
     trained = FrameworkModel.fit(train_set.features, train_set.labels, params, job)
     if not cluster.is_master:
@@ -123,5 +138,4 @@ def main(env: SageMakerEnvironment | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-        remove_scratch(env)
     return 0

@@ -235,8 +235,13 @@ def _train(
     features: np.ndarray, labels: np.ndarray, params: dict[str, Any], job: TrainingJob, device: torch.device
 ) -> tuple[Standardised, dict[str, Any]]:
     module, optimizer, config = _prepare(features, labels, params, device)
-    checkpoint = None if job.checkpoint_dir is None else job.checkpoint_dir / checkpoint_name(params)
+    checkpoint = None if job.checkpoint_dir is None else job.checkpoint_dir / checkpoint_name(params, job)
     first_epoch = _resume(module, optimizer, checkpoint, device)
+    if first_epoch > params["epochs"]:
+        raise ValueError(
+            f"the checkpoint holds {first_epoch} epochs, more than this job's epochs={params['epochs']}: "
+            "ask for at least that many, or give the job another checkpoint location"
+        )
     replicas = _replicated(module, job, device)
     inputs = rows_source(features, device)
     targets, loss_fn = _objective(module, labels, config["task"], device)
@@ -327,9 +332,9 @@ def _run_epoch(
     return torch.stack([summed.cpu(), torch.tensor(float(count), dtype=torch.float64)])
 
 
-def checkpoint_name(params: Mapping[str, Any]) -> str:
+def checkpoint_name(params: Mapping[str, Any], job: TrainingJob) -> str:
     """The checkpoint file of a job with these hyperparameters (see hyperparameters.checkpoint_key)."""
-    return f"checkpoint-{checkpoint_key(params)}.pt"
+    return f"checkpoint-{checkpoint_key(params, with_epochs=job.tuning)}.pt"
 
 
 def _resume(module: Standardised, optimizer: torch.optim.Optimizer, path: Path | None, device: torch.device) -> int:

@@ -64,7 +64,8 @@ def step_inputs(
         rows = parts[value_context.replica_id_in_sync_group % plan.local_replicas]
         weights = np.zeros(plan.replica_capacity, dtype="float32")
         weights[: len(rows)] = 1.0
-        return padded(features[rows], plan.replica_capacity), padded(targets[rows], plan.replica_capacity), weights
+        inputs = np.asarray(features[rows], dtype=np.float32)  # a memory-mapped channel is read here
+        return padded(inputs, plan.replica_capacity), padded(targets[rows], plan.replica_capacity), weights
 
     return strategy.experimental_distribute_values_from_function(for_replica)
 

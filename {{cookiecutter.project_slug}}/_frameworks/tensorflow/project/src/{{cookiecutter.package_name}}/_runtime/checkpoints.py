@@ -6,14 +6,13 @@ import contextlib
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
 from .environment import Cluster
-from .hyperparameters import checkpoint_key
 
 # Inside the job's checkpoint folder, followed by the hyperparameters' checkpoint_key. Only the master
 # writes there: SageMaker uploads every host's checkpoint folder to the same S3 prefix, and copies that
@@ -45,10 +44,10 @@ class EpochCheckpoints:
     job's checkpoint folder; the others write to a scratch folder of their own.
     """
 
-    def __init__(self, checkpoint_dir: Path | None, cluster: Cluster, params: Mapping[str, Any], **state: Any) -> None:
+    def __init__(self, checkpoint_dir: Path | None, cluster: Cluster, key: str, **state: Any) -> None:
         self._checkpoint = tf.train.Checkpoint(**state)
-        # Named by the hyperparameters: jobs sharing a checkpoint location never resume each other's.
-        folder = f"{CHECKPOINT_FOLDER}-{checkpoint_key(params)}"
+        # Named by the hyperparameters' key: jobs sharing a checkpoint location never resume each other's.
+        folder = f"{CHECKPOINT_FOLDER}-{key}"
         self._folder = None if checkpoint_dir is None else checkpoint_dir / folder
         self._manager = None
         if self._folder is not None:

@@ -32,6 +32,7 @@ from .batches import BatchPlan, step_inputs
 from .checkpoints import EpochCheckpoints
 from .contract import DefinitionError, TrainingJob
 from .distributed import from_every_host, join_cluster, normalisation_statistics, peers_watched
+from .hyperparameters import checkpoint_key
 from .tables import column_moments
 
 MODEL_VERSION = "1"
@@ -175,12 +176,22 @@ def train_network(
         optimizer.build(network.trainable_variables)
         epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoints = EpochCheckpoints(
-        job.checkpoint_dir, job.cluster, params, network=network, optimizer=optimizer, epochs=epochs_done
+        job.checkpoint_dir,
+        job.cluster,
+        checkpoint_key(params, with_epochs=job.tuning),
+        network=network,
+        optimizer=optimizer,
+        epochs=epochs_done,
     )
     checkpoints.restore()
     resumed = from_every_host(strategy, np.array([int(epochs_done.numpy())]))
     if resumed.min() != resumed.max():
         raise RuntimeError(f"the hosts resumed from different checkpoints (epochs {resumed.ravel().tolist()})")
+    if int(resumed.max()) > params["epochs"]:
+        raise ValueError(
+            f"the checkpoint holds {int(resumed.max())} epochs, more than this job's epochs={params['epochs']}: "
+            "ask for at least that many, or give the job another checkpoint location"
+        )
 
     train_step = make_train_step(strategy, network, optimizer)
     targets = stats.targets(labels)
@@ -227,7 +238,9 @@ class FrameworkModel:
         with peers_watched(cluster, f"while waiting {cluster.timeout_seconds:g} s for every host to start"):
             strategy = join_cluster(cluster)
         with peers_watched(cluster, "during training"):
-            network, stats = train_network(strategy, job, features.astype("float32"), labels, params)
+            # A memory-mapped channel stays on disk: each step reads (and converts) only its rows.
+            inputs = features if isinstance(features, np.memmap) else features.astype("float32")
+            network, stats = train_network(strategy, job, inputs, labels, params)
         num_classes = int(network.output_shape[-1]) if is_classification() else None
         return cls(serving_function(network, stats), int(features.shape[1]), num_classes, network)
 
