@@ -56,6 +56,17 @@ def test_a_class_index_beyond_what_the_rows_can_hold_names_file_line_and_label(t
     assert read_channel("train", tmp_path, TWO).labels.tolist() == [0, 999]
 
 
+def test_the_class_bound_follows_the_train_channel_and_its_hosts(tmp_path):
+    write(tmp_path / "a.csv", "a,b,y\n1,2,0\n1,2,4321\n")  # validation: 2 rows of a 5,000-class task
+    with pytest.raises(DataError, match="class index 4321"):
+        read_channel("validation", tmp_path, TWO)
+    assert read_channel("validation", tmp_path, TWO, class_limit=5000).labels.tolist() == [0, 4321]
+    write(tmp_path / "a.csv", "a,b,y\n" + "1,2,0\n" * 600 + "1,2,1100\n")  # one host's shard of two
+    assert len(read_channel("train", tmp_path, TWO, hosts=2)) == 601
+    with pytest.raises(DataError, match="class index 1100"):
+        read_channel("train", tmp_path, TWO)
+
+
 def test_files_are_read_in_chunks_with_true_line_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "CHUNK_LINES", 3)
     rows = [f"{index}.5,{index},{index % 3}" for index in range(10)]

@@ -113,6 +113,8 @@ def test_checkpoint_keys_differ_by_every_value_but_epochs():
     assert checkpoint_key({**values, "rate": 0.2}) != key
     assert checkpoint_key({**values, "loss": "entropy"}) != key
     assert checkpoint_key(dict(reversed(values.items()))) == key
+    # The jobs of a tuning job may differ in epochs alone, and run side by side: told apart then.
+    assert checkpoint_key({**values, "epochs": 99}, with_epochs=True) != checkpoint_key(values, with_epochs=True)
 
 
 def test_as_strings_spells_values_as_sagemaker_does():
