@@ -50,11 +50,22 @@ def test_notebook_is_valid(project):
     )
 
 
-# What a project's multi-host, stop-and-resume and channel tests run: where every one of these files is
-# byte-identical to the copy in the first combination of the same framework, running them again would repeat
-# that run (a minute or more each); the rest of the slow tier (the scripts) differs by combination and always runs.
-PER_FRAMEWORK_FILES = ("test_stop_and_resume.py", "test_channels.py")
-MULTI_HOST_TESTS = ("cluster.py", "support.py", "test_multi_host.py", "test_framework.py", *PER_FRAMEWORK_FILES)
+# Tests whose code is the framework's alone: the package's non-serving modules and these files. Where every one
+# of them is byte-identical to the copy in the first combination of the same framework, running them again would
+# repeat the same runs (multi-host and stop-and-resume take a minute or more each); the tests of the command line,
+# serving, the toolkit and the scripts differ by combination and always run.
+PER_FRAMEWORK_FILES = (
+    "test_channels.py",
+    "test_contract.py",
+    "test_data.py",
+    "test_environment.py",
+    "test_framework.py",
+    "test_hyperparameters.py",
+    "test_stop_and_resume.py",
+    "test_train.py",
+    "test_tuning.py",
+)
+MULTI_HOST_TESTS = ("cluster.py", "support.py", "conftest.py", "test_multi_host.py", *PER_FRAMEWORK_FILES)
 SERVING_ONLY = {"inference.py", "payloads.py", "server.py", "__main__.py"}
 
 
