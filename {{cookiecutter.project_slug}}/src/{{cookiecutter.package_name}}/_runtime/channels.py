@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .environment import SageMakerEnvironment
-from .tables import MIN_CLASS_LIMIT, DataError, Dataset, Schema, channel_files, dataset_of, read_rows
+from .tables import DataError, Dataset, Schema, channel_files, class_limit_for, dataset_of, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def load_channel(
     entry = folder / f"{name}-{contents_key(name, directory, schema)}.npy"
     if entry.exists():
         rows = np.load(entry, mmap_mode="r" if mapped else None)
-        if schema.is_classification and rows[:, 0].max() >= (class_limit or max(MIN_CLASS_LIMIT, len(rows) * hosts)):
+        if schema.is_classification and rows[:, 0].max() >= (class_limit or class_limit_for(len(rows), hosts)):
             read_rows(name, directory, schema, None, **limits)  # parsed again, for the message naming the line
         logger.info("channel %s: parsed rows from the warm pool's cache, %s", name, entry)
         return dataset_of(rows, schema)

@@ -392,9 +392,14 @@ def read_rows(
         raise DataError(f"channel '{name}' has no rows: every .csv file in {directory} is empty")
     rows = buffer.rows()
     if schema.is_classification:
-        limit = class_limit if class_limit is not None else max(MIN_CLASS_LIMIT, len(rows) * hosts)
+        limit = class_limit if class_limit is not None else class_limit_for(len(rows), hosts)
         check_class_count(rows[:, 0], limit, files, starts, schema)
     return rows
+
+
+def class_limit_for(rows: int, hosts: int = 1) -> int:
+    """The bound on class indices of a channel of `rows` rows on each of `hosts` hosts."""
+    return max(MIN_CLASS_LIMIT, rows * hosts)
 
 
 def check_class_count(labels: np.ndarray, limit: int, files: list[Path], starts: list[int], schema: Schema) -> None:

@@ -24,7 +24,7 @@ from .channels import load_channel
 from .contract import TrainingJob, check_definitions
 from .environment import FULLY_REPLICATED, SageMakerEnvironment
 from .framework import BUILDERS, RUNTIME_HYPERPARAMETERS, FrameworkModel
-from .tables import MIN_CLASS_LIMIT, DataError, Dataset, Schema
+from .tables import DataError, Dataset, Schema, class_limit_for
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _run(env: SageMakerEnvironment, scratch: Path) -> dict[str, float]:
     validation_set = None
     if "validation" in channels:
         # The classes are the train channel's: its bound holds for validation too, however few rows it has.
-        limit = max(MIN_CLASS_LIMIT, len(train_set) * (cluster.size if sharded else 1))
+        limit = class_limit_for(len(train_set), cluster.size if sharded else 1)
         validation_set = load_channel(env, "validation", schema, scratch, class_limit=limit)
     logger.info(
         "training a %s model on %d rows, %d features, hyperparameters %s, host %s of %s",
