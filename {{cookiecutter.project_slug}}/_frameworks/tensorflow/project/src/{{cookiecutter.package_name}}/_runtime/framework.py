@@ -238,9 +238,9 @@ class FrameworkModel:
         with peers_watched(cluster, f"while waiting {cluster.timeout_seconds:g} s for every host to start"):
             strategy = join_cluster(cluster)
         with peers_watched(cluster, "during training"):
-            # A memory-mapped channel stays on disk: each step reads (and converts) only its rows.
-            inputs = features if isinstance(features, np.memmap) else features.astype("float32")
-            network, stats = train_network(strategy, job, inputs, labels, params)
+            # The rows stay as read, in memory or memory-mapped: each step converts only its own rows
+            # to float32, and the statistics come from the same values, so both give one model.
+            network, stats = train_network(strategy, job, features, labels, params)
         num_classes = int(network.output_shape[-1]) if is_classification() else None
         return cls(serving_function(network, stats), int(features.shape[1]), num_classes, network)
 
