@@ -3,8 +3,9 @@
 PYTHON ?= python3
 
 .PHONY: test
+# --durations: every run (CI's included) ends with its slowest tests, where the suite's time goes.
 test: .venv/installed .venv-notebook/installed
-	.venv/bin/python -m pytest tests $(PYTEST_ARGS)
+	.venv/bin/python -m pytest tests --durations=40 $(PYTEST_ARGS)
 
 .venv/installed: tests/requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv .venv
