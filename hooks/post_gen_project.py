@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_combinations", "_licenses", "_fragments")
+VARIANT_FOLDERS = ("_frameworks", "_scopes", "_base_images", "_combinations", "_licenses", "_fragments", "_locks")
 
 
 def overlay(source: Path, target: Path) -> None:
@@ -46,6 +46,11 @@ def apply_variants(root: Path, answers: Mapping[str, str]) -> None:
     overlay(root / "_base_images" / answers["base_image"], root)
     for folder in matching_combinations(root / "_combinations", answers):
         overlay(folder, root)
+    # requirements.txt: one per framework, processor and scope (tools/lock_projects.py makes them).
+    locks = matching_combinations(root / "_locks", answers)
+    if len(locks) != 1:
+        raise RuntimeError(f"the template holds {len(locks)} dependency locks for these answers, not one: {locks}")
+    overlay(locks[0], root)
     shutil.move(root / "_licenses" / f"{answers['license']}.txt", root / "LICENSE")
 
 

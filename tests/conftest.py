@@ -102,8 +102,10 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "README.md",
         "iam-policy.json",
         "pyproject.toml",
+        "requirements.txt",
         "notebooks/launch.ipynb",
         "scripts/build.sh",
+        "scripts/check_lock.py",
         "scripts/common.sh",
         "scripts/push.sh",
         f"{src}/__init__.py",
@@ -121,6 +123,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/test_data.py",
         "tests/test_environment.py",
         "tests/test_hyperparameters.py",
+        "tests/test_lock.py",
         "tests/fake_cli.py",
         "tests/test_framework.py",
         "tests/test_scripts.py",
@@ -139,7 +142,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         files |= {f"{src}/_runtime/{name}" for name in SERVING_MODULES}
         files |= {"tests/test_inference.py", "tests/test_server.py"}
     if answers.get("ci", "github-actions") == "github-actions":
-        files.add(".github/workflows/ci.yml")
+        files |= {".github/workflows/ci.yml", ".github/dependabot.yml"}
     return files
 
 

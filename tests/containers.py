@@ -2,7 +2,7 @@
 
 Both run the rendered Dockerfile unchanged and start containers the way SageMaker does
 (`docker run IMAGE train|serve` with a SageMaker tree at /opt/ml). Buildah is driven the way it
-works on machines without a Docker daemon: vfs storage, chroot isolation, the host's network
+works on machines without a Docker daemon: overlay (or vfs) storage, chroot isolation, the host's network
 (see the template README, "Image tests").
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,10 @@ class Engine(ABC):
         """
 
     @abstractmethod
+    def cached_steps(self, log: str) -> list[str]:
+        """The Dockerfile instructions a build's log reports as taken from the layer cache."""
+
+    @abstractmethod
     def exists(self, image: str) -> bool: ...
 
     @abstractmethod
@@ -171,9 +176,14 @@ class Docker(Engine):
             return False
 
     def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
-        command = ["docker", "build", "--network", "host", "--tag", tag, *_build_arg_options(build_args)]
-        finished = _check([*command, str(context)], timeout=timeout)
+        command = ["docker", "build", "--progress", "plain", "--network", "host", "--tag", tag]
+        finished = _check([*command, *_build_arg_options(build_args), str(context)], timeout=timeout)
         return finished.stdout + finished.stderr
+
+    def cached_steps(self, log: str) -> list[str]:
+        # BuildKit's plain progress: `#7 [3/5] RUN ...` and, for a step from the cache, `#7 CACHED`.
+        steps = dict(re.findall(r"^(#\d+) \[[^\]]*\] (.+)$", log, re.M))
+        return [steps[number] for number in re.findall(r"^(#\d+) CACHED$", log, re.M) if number in steps]
 
     def exists(self, image: str) -> bool:
         return subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0
@@ -286,29 +296,42 @@ class _BuildahContainer(Container):
     scratch: Path | None = None  # host-side files the run mounts (its hosts file)
 
 
-class Buildah(Engine):
-    """Buildah as root with vfs storage and chroot isolation: no daemon, no user namespaces needed.
+# Overlay storage of the tests' own (a machine's default storage may already be set up for another driver).
+OVERLAY_STORAGE = ("--root", "/var/lib/containers/byoc-overlay", "--runroot", "/run/containers/byoc-overlay")
 
-    vfs copies the whole image for each new container (minutes for a 5 GB image), so the runs of one
-    image share a working container. Each run's changes are still diffed on their own, so a stray
-    write is caught by the run that made it.
+
+class Buildah(Engine):
+    """Buildah as root with chroot isolation: no daemon, no user namespaces needed.
+
+    Storage is overlay where the kernel allows it (layers shared, a container made in an instant), else
+    vfs, which copies the whole image for each new container and each cached layer (minutes for a 5 GB
+    image); BYOC_BUILDAH_STORAGE=overlay|vfs forces one. The runs of one image share a working container.
+    Each run's changes are still diffed on their own, so a stray write is caught by the run that made it.
     """
 
     name = "buildah"
-    base = ("buildah", "--storage-driver", "vfs")
 
     def __init__(self) -> None:
         self.working: dict[str, tuple[str, Path]] = {}  # image -> (container, its mounted root)
+        forced = os.environ.get("BYOC_BUILDAH_STORAGE")
+        overlay = forced == "overlay" or (forced is None and _overlay_works())
+        self.storage = "overlay" if overlay else "vfs"
+        self.base = ("buildah", *(OVERLAY_STORAGE if overlay else ()), "--storage-driver", self.storage)
 
     @staticmethod
     def available() -> bool:
         return shutil.which("buildah") is not None and os.geteuid() == 0
 
     def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
-        command = [*self.base, "bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--tag", tag]
-        command += _build_arg_options(build_args)
+        # --layers: each instruction's result is cached, so a code change rebuilds only the layers after it.
+        command = [*self.base, "bud", "--layers", "--isolation", "chroot", "--network", "host", "--pull=never"]
+        command += ["--tag", tag, *_build_arg_options(build_args)]
         finished = _check([*command, str(context)], timeout=timeout)
         return finished.stdout + finished.stderr
+
+    def cached_steps(self, log: str) -> list[str]:
+        # `STEP 4/9: RUN ...` followed, for a step from the cache, by `--> Using cache <id>`.
+        return re.findall(r"^STEP \d+/\d+: (.+)\n--> Using cache ", log, re.M)
 
     def exists(self, image: str) -> bool:
         command = [*self.base, "inspect", "--type", "image", image]
@@ -338,6 +361,8 @@ class Buildah(Engine):
     def remove_image(self, image: str) -> None:
         self.release(image)
         subprocess.run([*self.base, "rmi", "--force", image], capture_output=True, check=False)
+        # The cached layers of its build: untagged images nothing else is built on.
+        subprocess.run([*self.base, "rmi", "--prune"], capture_output=True, check=False)
 
     def remove_leftovers(self, stale: Callable[[str], bool]) -> None:
         for container in json.loads(_check([*self.base, "containers", "--all", "--json"]).stdout) or []:
@@ -419,6 +444,19 @@ class Buildah(Engine):
             container.process.wait()
         if isinstance(container, _BuildahContainer) and container.scratch is not None:
             shutil.rmtree(container.scratch, ignore_errors=True)
+
+
+def _overlay_works() -> bool:
+    """Whether buildah can mount an overlay container here (kernels in some sandboxes refuse)."""
+    base = ("buildah", *OVERLAY_STORAGE, "--storage-driver", "overlay")
+    made = subprocess.run([*base, "from", "scratch"], capture_output=True, text=True, timeout=120, check=False)
+    if made.returncode != 0:
+        return False
+    handle = made.stdout.strip()
+    try:
+        return subprocess.run([*base, "mount", handle], capture_output=True, timeout=120, check=False).returncode == 0
+    finally:
+        subprocess.run([*base, "rm", handle], capture_output=True, check=False)
 
 
 # Run in a fresh network namespace: bring `lo` up (SIOCGIFFLAGS, SIOCSIFFLAGS with IFF_UP), then exec argv[1:].

@@ -16,8 +16,9 @@ STEPS = {
     "test_artifact_handlers_answer_in_the_image": "handlers",
     "test_image_runs_as_the_user_sagemaker_runs_it": "user",
     "test_image_holds_no_credentials_or_local_files": "no secrets",
-    "test_image_holds_exactly_the_pinned_dependencies": "pins",
+    "test_image_holds_exactly_the_locked_dependencies": "locked",
     "test_image_size_within_budget": "size",
+    "test_a_code_change_rebuilds_only_the_code": "code-only rebuild",
 }
 
 
@@ -56,6 +57,9 @@ def image_summary(stats: dict[str, list]) -> list[str]:
             if "size_mb" in fact
             else "size not measured"
         )
+        if "rebuild_seconds" in fact:
+            over = " OVER" if fact["rebuild_seconds"] > fact["rebuild_budget_seconds"] else ""
+            size += f", rebuilt after a code change in {fact['rebuild_seconds']} s (budget {fact['rebuild_budget_seconds']} s{over})"
         timings = ", ".join(
             f"{label} {fact[key]} s"
             for key, label in (("train_seconds", "train"), ("ready_seconds", "ready"), ("stop_seconds", "stop"))

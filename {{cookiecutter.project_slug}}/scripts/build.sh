@@ -7,6 +7,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
 
+{%- if cookiecutter.base_image == "from-scratch" %}
+# The image installs requirements.txt: a lock that no longer matches pyproject.toml stops here, not in pip.
+require python3 "Install Python 3.11 or later and try again."
+python3 scripts/check_lock.py || die "requirements.txt is out of date: run 'make lock', then build again."
+{%- endif %}
 require_docker
 require_buildx
 tag="$(image_tag)"

@@ -46,6 +46,9 @@ def workspace(tmp_path: Path) -> Path:
     shutil.copy(PROJECT_DIR / "Makefile", project / "Makefile")
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
     shutil.copy(PROJECT_DIR / "prebuilt-images.json", project / "prebuilt-images.json")
+{%- else %}
+    for name in ("pyproject.toml", "requirements.txt"):
+        shutil.copy(PROJECT_DIR / name, project / name)
 {%- endif %}
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -240,6 +243,18 @@ def test_build_refuses_a_region_without_a_prebuilt_image(workspace):
     assert finished.returncode != 0
     assert "ERROR: AWS publishes no prebuilt training image in region xx-nowhere-1" in finished.stderr
     assert ["docker", "buildx", "build"] not in [call[:3] for call in argvs(calls)]
+{%- endif %}
+{%- if cookiecutter.base_image == "from-scratch" %}
+
+
+def test_build_refuses_a_stale_lock_before_calling_docker(workspace):
+    pyproject = workspace / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("dependencies = [", 'dependencies = [\n    "six==1.17.0",', 1))
+    finished, calls = run(workspace, ["scripts/build.sh"])
+    assert finished.returncode != 0
+    assert "six==1.17.0 is not in the lock" in finished.stderr
+    assert "run 'make lock'" in finished.stderr
+    assert calls == []
 {%- endif %}
 
 
