@@ -67,14 +67,17 @@ def pinned(project: Path, name: str) -> str:
 
 
 def with_published_torch_hashes(text: str, version: str) -> str:
-    """The torch entry with PyTorch's published digests of the CPU wheels that are not here added."""
+    """The torch entry for Linux x86-64 only, which is all its CPU build is locked for, with PyTorch's published
+    digests of the CPU wheels that are not here added. On other systems pip takes torch from
+    pyproject.toml's pin and the default index, whose macOS build is the CPU one."""
     entry = re.search(rf"^torch=={re.escape(version)}\+cpu \\\n((?:    --hash=sha256:\w+(?: \\)?\n)+)", text, re.M)
     if entry is None:
         raise LookupError(f"no torch=={version}+cpu entry with hashes in the lock")
     known = set(re.findall(r"sha256:(\w+)", entry.group(1)))
     digests = sorted(known | set(TORCH_CPU_HASHES.get(version, [])))
     hashes = " \\\n".join(f"    --hash=sha256:{digest}" for digest in digests) + "\n"
-    return text[: entry.start(1)] + hashes + text[entry.end(1) :]
+    head = f"torch=={version}+cpu ; sys_platform == 'linux' and platform_machine == 'x86_64' \\\n"
+    return text[: entry.start()] + head + hashes + text[entry.end(1) :]
 
 
 def lock(answers: dict[str, str], uv: str) -> Path:

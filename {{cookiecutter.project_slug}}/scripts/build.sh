@@ -12,6 +12,10 @@ source scripts/common.sh
 require python3 "Install Python 3.11 or later and try again."
 python3 scripts/check_lock.py || die "requirements.txt is out of date: run 'make lock', then build again."
 {%- endif %}
+{%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+[[ -n "${PIP_EXTRA_INDEX_URL:-}" ]] \
+  || die "requirements.txt locks torch's CPU build, which only PyTorch's CPU wheel index has: export PIP_EXTRA_INDEX_URL=<that index> and build again."
+{%- endif %}
 require_docker
 require_buildx
 tag="$(image_tag)"

@@ -34,6 +34,10 @@ DEFAULT_REGION = "{{ cookiecutter.aws_region }}"
 REGION = "eu-west-1"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TAG = "v1"
+{%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+# PyTorch's CPU wheel index, which the lock's torch build needs (any address: the build is a stand-in).
+CPU_INDEX = "https://cpu-wheels.example.invalid/simple"
+{%- endif %}
 # The only real programs the scripts may use; everything else on PATH is a stand-in.
 TOOLS = ("bash", "dirname", "git", "make", "curl")
 
@@ -85,6 +89,9 @@ def run(
         "GIT_CEILING_DIRECTORIES": str(project.parent),
         "IMAGE_TAG": TAG,
         "AWS_REGION": REGION,
+{%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+        "PIP_EXTRA_INDEX_URL": CPU_INDEX,
+{%- endif %}
         **variables,
     }
     environ = {name: value for name, value in environ.items() if value}
@@ -124,6 +131,9 @@ BUILD_CALLS = [
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
         "--build-arg",
         f"BASE_IMAGE={BASE_IMAGE}",
+{%- elif cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+        "--build-arg",
+        "PIP_EXTRA_INDEX_URL",
 {%- endif %}
         "--tag",
         f"{IMAGE}:{TAG}",
@@ -255,6 +265,15 @@ def test_build_refuses_a_stale_lock_before_calling_docker(workspace):
     assert "six==1.17.0 is not in the lock" in finished.stderr
     assert "run 'make lock'" in finished.stderr
     assert calls == []
+{%- if cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+
+
+def test_build_without_pytorchs_cpu_index_says_so_before_calling_docker(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"], PIP_EXTRA_INDEX_URL="")
+    assert finished.returncode != 0
+    assert "export PIP_EXTRA_INDEX_URL=<that index>" in finished.stderr
+    assert calls == []
+{%- endif %}
 {%- endif %}
 
 
