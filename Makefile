@@ -19,3 +19,9 @@ test: .venv/installed .venv-notebook/installed
 	.venv-notebook/bin/python -m pip install --quiet --upgrade pip
 	.venv-notebook/bin/python -m pip install --quiet -r tests/requirements-notebook.txt
 	touch $@
+
+# Every rendered project's requirements.txt, made again by its own `make lock` (tools/lock_projects.py);
+# needs the package index, and PyTorch's CPU wheel on this machine (tests/wheel_index.py finds it).
+.PHONY: locks
+locks: .venv/installed
+	.venv/bin/python -m tools.lock_projects

@@ -59,7 +59,8 @@ def image_summary(stats: dict[str, list]) -> list[str]:
         )
         if "rebuild_seconds" in fact:
             over = " OVER" if fact["rebuild_seconds"] > fact["rebuild_budget_seconds"] else ""
-            size += f", rebuilt after a code change in {fact['rebuild_seconds']} s (budget {fact['rebuild_budget_seconds']} s{over})"
+            budget = f"budget {fact['rebuild_budget_seconds']} s{over}"
+            size += f", rebuilt after a code change in {fact['rebuild_seconds']} s ({budget})"
         timings = ", ".join(
             f"{label} {fact[key]} s"
             for key, label in (("train_seconds", "train"), ("ready_seconds", "ready"), ("stop_seconds", "stop"))

@@ -245,12 +245,6 @@ STAND_INS += [
 # Bases with no stand-in, and why: their images are reported as not built with this reason.
 WITHOUT_STAND_IN = [
     (
-        re.compile(r"^(docker\.io/)?nvidia/cuda:"),
-        "the GPU Dockerfile copies the official python image's /usr/local (its own CPython build) onto NVIDIA's "
-        "image, and the Python stand-ins keep their distribution's interpreter in /usr, so a CUDA stand-in could "
-        "not prove those steps; the GPU wheels (tensorflow[and-cuda], torch with CUDA) add several GB besides",
-    ),
-    (
         re.compile(AWS_REGISTRY + r"[a-z-]+:[^:]*-gpu-"),
         "AWS's GPU training images carry CUDA and a GPU framework build; no stand-in is made for them",
     ),

@@ -83,6 +83,13 @@ def test_dependabot_keeps_the_lock_the_base_images_and_the_actions_fresh(bake_on
     assert list((project / ".github" / "workflows").glob("*.yml"))
 
 
+@pytest.mark.parametrize("combination", SUPPORTED, ids=lambda c: c.id)
+def test_the_lock_matches_the_rendered_pyproject(bake_once, combination: Combination):
+    project = bake_once(**combination.answers()).project_path
+    finished = run([sys.executable, "scripts/check_lock.py"], cwd=project)
+    assert finished.returncode == 0, f"{combination.id}: {finished.stderr} (the template's locks: make locks)"
+
+
 @pytest.mark.parametrize("combination", REFUSED, ids=lambda c: c.id)
 def test_refused_combination_says_why_and_leaves_nothing(cookies, tmp_path, combination: Combination, capfd):
     answers = combination.answers()

@@ -35,17 +35,25 @@ from .standins import PREBUILT_PYTHON, PREBUILT_TORCH, Base, NoBase, cache_dir, 
 from .wheel_index import CpuWheelIndex, NoCpuWheel
 
 MB = 1_000_000
+PROJECT_TEMPLATE = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}"
+FIGURES_FILE = PROJECT_TEMPLATE / "_fragments" / "image-figures.j2"
+
+
+def recorded_figures() -> dict:
+    """The table the project README quotes (see that file): a JSON object inside one Jinja `set`."""
+    text = FIGURES_FILE.read_text()
+    return json.loads(text[text.index("{%- set image_figures =") + len("{%- set image_figures =") : text.rindex("-%}")])
+
+
 # What a from-scratch image may add on top of its base image (the base is not ours to shrink), by framework
-# and processor. Documented in the template README, "Image tests"; an image without a budget fails its size
-# test. Measured with buildah (2026-11): scikit-learn 296, TensorFlow 1772, PyTorch 1177 (torch's CPU build
-# through PIP_EXTRA_INDEX_URL). No GPU image is built here; PyTorch's GPU budget comes from torch's CUDA build
-# (from the default index), which added 5204 to a CPU image. TensorFlow's GPU wheels were never measured.
+# and processor, from the figures table; an image without a budget fails its size test.
 SIZE_BUDGET_MB = {
-    ("sklearn", "cpu"): 350,
-    ("tensorflow", "cpu"): 2000,
-    ("pytorch", "cpu"): 1400,
-    ("pytorch", "gpu"): 6000,
+    tuple(kind.split("-")): figures["budget_mb"]
+    for kind, figures in recorded_figures().items()
+    if kind != "measured_on"
 }
+# How far an image's measured size may stray from the README's figure before the figure must be measured again.
+SIZE_DRIFT = 0.10
 # What a rebuild after a code-only change should take, reported beside each image (a benchmark figure,
 # never asserted: timings depend on the machine and its load).
 REBUILD_BUDGET_SECONDS = 15
@@ -76,6 +84,11 @@ class ImageCase:
     def installs_torch_cpu(self) -> bool:
         """Its build installs torch's CPU build from the index PIP_EXTRA_INDEX_URL names (tests/wheel_index.py)."""
         return self.combination.framework == "pytorch" and self.combination.processor == "cpu"
+
+    def recorded(self) -> dict:
+        """This from-scratch image's figures as the project README quotes them."""
+        combination = self.combination
+        return recorded_figures()[f"{combination.framework}-{combination.processor}"][combination.scope]
 
     def size_budget_mb(self) -> int | None:
         combination = self.combination
@@ -535,7 +548,8 @@ def test_image_holds_no_credentials_or_local_files(image: BuiltImage, inside: di
 
 def locked_versions(project: Path) -> dict[str, str]:
     """requirements.txt's `name==version` entries, by normalised name."""
-    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", (project / "requirements.txt").read_text(), re.M)
+    text = (project / "requirements.txt").read_text()
+    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in entries}
 
 
@@ -593,8 +607,14 @@ def test_image_size_within_budget(request, image: BuiltImage):
         budget_mb=budget,
         build_seconds=round(image.build_seconds),
     )
-    assert budget is not None, f"no size budget declared for {image.case.id} in SIZE_BUDGET_MB"
+    assert budget is not None, f"no size budget declared for {image.case.id} in {FIGURES_FILE.name}"
     assert added <= budget * MB, f"{image.case.id} adds {added / MB:.1f} MB to its base, over the {budget} MB budget"
+    if not image.case.extends and image.case.python_version == DEFAULTS["python_version"][0]:
+        quoted = image.case.recorded()["added_mb"]
+        assert abs(added / MB - quoted) <= SIZE_DRIFT * quoted, (
+            f"{image.case.id} adds {added / MB:.0f} MB, the README says {quoted} MB: measure again and update "
+            f"{FIGURES_FILE.relative_to(PROJECT_TEMPLATE.parent)}"
+        )
 
 
 def run_python_on_base(engine: Engine, bake_once, mount: Path, script: str):
@@ -620,12 +640,16 @@ def test_change_detection_sees_a_stray_file(engine: Engine, bake_once, tmp_path:
     assert (tmp_path / "fine").exists()
 
 
-@pytest.mark.parametrize("base_image", ["from-scratch", "extend-prebuilt"])
-def test_project_readme_states_the_size_budget(bake_once, base_image: str):
-    """The rendered README quotes the budget these tests enforce for a scikit-learn image."""
-    case = ImageCase(Combination("sklearn", "train+serve", base_image, "cpu"), DEFAULTS["python_version"][0])
+@pytest.mark.parametrize("case", IMAGE_CASES, ids=lambda case: case.id)
+def test_project_readme_states_the_size_budget(bake_once, case: ImageCase):
+    """The rendered README quotes the budget these tests enforce for its image, and its recorded figures."""
     readme = " ".join((bake_once(**case.answers()).project_path / "README.md").read_text().split())
     assert f"adds more than {case.size_budget_mb()} MB" in readme
+    if not case.extends:
+        figures = case.recorded()
+        assert f"this image adds {figures['added_mb']} MB to its base" in readme
+        assert f"it built in {figures['build_seconds']} s, and again after a code change in" in readme
+        assert f"in {figures['rebuild_seconds']} s, since only the code's layer is rebuilt" in readme
 
 
 OFFLINE_PROBE = """
