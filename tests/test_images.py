@@ -546,11 +546,13 @@ def test_image_holds_no_credentials_or_local_files(image: BuiltImage, inside: di
     assert not variables & CREDENTIAL_VARIABLES, f"the image sets {variables & CREDENTIAL_VARIABLES}"
 
 
-def locked_versions(project: Path) -> dict[str, str]:
-    """requirements.txt's `name==version` entries, by normalised name."""
+def locked_versions(project: Path) -> dict[str, set[str]]:
+    """requirements.txt's versions of each package, by normalised name (one per Python or platform it forks on)."""
     text = (project / "requirements.txt").read_text()
-    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M)
-    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in entries}
+    versions: dict[str, set[str]] = {}
+    for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M):
+        versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), set()).add(version)
+    return versions
 
 
 # What the base image's Python brings itself, outside any lock.
@@ -570,7 +572,7 @@ def test_image_holds_exactly_the_locked_dependencies(image: BuiltImage, inside: 
     # `==2.13.0` admits PyTorch's CPU build `2.13.0+cpu` (a local version label), as pip does.
     off = {name: installed.get(name) for name in pins if installed.get(name) not in SpecifierSet(f"=={pins[name]}")}
     assert off == {}, f"installed {off}, pyproject.toml pins {pins}"
-    unlocked = {name: version for name, version in installed.items() if locked.get(name, version) != version}
+    unlocked = {name: version for name, version in installed.items() if version not in locked.get(name, {version})}
     strays = sorted(set(installed) - set(locked) - BASE_DISTRIBUTIONS)
     assert unlocked == {}, f"installed versions other than requirements.txt's: {unlocked}"
     assert strays == [], f"installed but not in requirements.txt: {strays}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;]+)\s*(?:;.*)?$")
@@ -20,11 +21,6 @@ ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;.*?)?\s*\\?$")
 
 def normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def public(version: str) -> str:
-    """`2.13.0+cpu` meets `==2.13.0` (PEP 440: a local label is ignored unless the pin names one)."""
-    return version.split("+", 1)[0]
 
 
 def pins(pyproject: Path) -> dict[str, str]:
@@ -37,21 +33,30 @@ def pins(pyproject: Path) -> dict[str, str]:
     return found
 
 
-def entries(lock: Path) -> dict[str, tuple[str, int, bool]]:
-    """Each locked package: its version, how many hashes it has, whether pyproject.toml asks for it."""
-    found: dict[str, tuple[str, int, bool]] = {}
-    current = None
+@dataclass
+class Entry:
+    name: str
+    version: str
+    hashes: int = 0
+    direct: bool = False  # pyproject.toml asks for it
+
+
+def entries(lock: Path) -> list[Entry]:
+    """Each locked package; one name may have several entries, one per Python version or platform."""
+    found: list[Entry] = []
     for line in lock.read_text().splitlines():
         if match := ENTRY.match(line):
-            current = normalised(match.group(1))
-            found[current] = (match.group(2), 0, False)
-        elif current and line.strip().startswith("--hash="):
-            version, hashes, direct = found[current]
-            found[current] = (version, hashes + 1, direct)
-        elif current and line.lstrip().startswith("#") and "(pyproject.toml)" in line:
-            version, hashes, _ = found[current]
-            found[current] = (version, hashes, True)
+            found.append(Entry(normalised(match.group(1)), match.group(2)))
+        elif found and line.strip().startswith("--hash="):
+            found[-1].hashes += 1
+        elif found and line.lstrip().startswith("#") and "(pyproject.toml)" in line:
+            found[-1].direct = True
     return found
+
+
+def meets(version: str, pin: str) -> bool:
+    """`2.13.0+cpu` meets `==2.13.0` (PEP 440: a local label is ignored unless the pin names one)."""
+    return version == pin or ("+" not in pin and version.split("+", 1)[0] == pin)
 
 
 def problems(project: Path) -> list[str]:
@@ -62,14 +67,15 @@ def problems(project: Path) -> list[str]:
     locked = entries(lock)
     found = []
     for name, version in sorted(wanted.items()):
-        if name not in locked:
+        versions = sorted({entry.version for entry in locked if entry.name == name})
+        if not versions:
             found.append(f"{name}=={version} is not in the lock")
-        elif version != locked[name][0] and ("+" in version or public(locked[name][0]) != version):
-            found.append(f"pyproject.toml pins {name}=={version}, the lock has {locked[name][0]}")
-    for name, (version, _, direct) in sorted(locked.items()):
-        if direct and name not in wanted:
-            found.append(f"the lock still has {name}=={version}, which pyproject.toml no longer asks for")
-    found += [f"{name}=={version} has no hash" for name, (version, hashes, _) in sorted(locked.items()) if not hashes]
+        elif not all(meets(locked_version, version) for locked_version in versions):
+            found.append(f"pyproject.toml pins {name}=={version}, the lock has {', '.join(versions)}")
+    for entry in locked:
+        if entry.direct and entry.name not in wanted:
+            found.append(f"the lock still has {entry.name}=={entry.version}, which pyproject.toml no longer asks for")
+    found += [f"{entry.name}=={entry.version} has no hash" for entry in locked if not entry.hashes]
     return found
 
 
