@@ -97,11 +97,19 @@ class Engine(ABC):
     name: str
 
     @abstractmethod
-    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        timeout: float,
+        build_args: Mapping[str, str] | None = None,
+        base_images: Mapping[str, str] | None = None,
+    ) -> str:
         """Build context/Dockerfile as tag without pulling; returns the build log.
 
         On the network of the host the engine runs on (the local one here), so a build argument may
-        point pip at an index the tests serve on 127.0.0.1.
+        point pip at an index the tests serve on 127.0.0.1. base_images: a local image to use for a
+        FROM reference (one pinned by a digest no stand-in can have), as a named build context.
         """
 
     @abstractmethod
@@ -175,8 +183,16 @@ class Docker(Engine):
         except subprocess.TimeoutExpired:
             return False
 
-    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        timeout: float,
+        build_args: Mapping[str, str] | None = None,
+        base_images: Mapping[str, str] | None = None,
+    ) -> str:
         command = ["docker", "build", "--progress", "plain", "--network", "host", "--tag", tag]
+        command += [f"--build-context={name}=docker-image://{image}" for name, image in (base_images or {}).items()]
         finished = _check([*command, *_build_arg_options(build_args), str(context)], timeout=timeout)
         return finished.stdout + finished.stderr
 
@@ -322,9 +338,17 @@ class Buildah(Engine):
     def available() -> bool:
         return shutil.which("buildah") is not None and os.geteuid() == 0
 
-    def build(self, context: Path, tag: str, timeout: float, build_args: Mapping[str, str] | None = None) -> str:
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        timeout: float,
+        build_args: Mapping[str, str] | None = None,
+        base_images: Mapping[str, str] | None = None,
+    ) -> str:
         # --layers: each instruction's result is cached, so a code change rebuilds only the layers after it.
         command = [*self.base, "bud", "--layers", "--isolation", "chroot", "--network", "host", "--pull=never"]
+        command += [f"--build-context={name}=container-image://{image}" for name, image in (base_images or {}).items()]
         command += ["--tag", tag, *_build_arg_options(build_args)]
         finished = _check([*command, str(context)], timeout=timeout)
         return finished.stdout + finished.stderr

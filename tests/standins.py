@@ -12,6 +12,7 @@ the real SageMaker toolkits). To cover a new base, add a StandIn to STAND_INS.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -260,6 +261,11 @@ class Base:
     image: str
     stand_in: StandIn | None
     made_seconds: float = 0.0  # what making the stand-in took in this run (0: it was there already)
+    pinned: str = ""  # the FROM reference with its digest, which the stand-in (tagged without it) replaces
+
+    def overrides(self) -> dict[str, str]:
+        """What a build must be told to use in place of a digest-pinned FROM (its --build-context)."""
+        return {self.pinned: qualified(self.image)} if self.pinned else {}
 
     def describe(self) -> str:
         if self.stand_in is None:
@@ -276,7 +282,16 @@ def ensure_base(engine: Engine, image: str, build_args: Mapping[str, str] | None
     """The real base if the engine has it or can pull it, else a stand-in tagged with its name.
 
     build_args: values for the build arguments a derived stand-in takes (StandIn.build_args).
+    A reference pinned by digest (`name:tag@sha256:...`) is used as it is where the engine has or can pull
+    it; a stand-in cannot have that digest, so it is tagged `name:tag` and the build told to use it instead.
     """
+    if "@" in image:
+        if engine.exists(image) or engine.pull(image):
+            return Base(image, None)
+        base = ensure_base(engine, image.split("@", 1)[0], build_args)
+        if base.stand_in is None:
+            raise NoBase(f"{image}: the engine has {base.image}, but not by this digest")
+        return dataclasses.replace(base, pinned=image)
     stand_in = stand_in_for(image)
     if engine.exists(image):
         labels = engine.inspect(image).labels

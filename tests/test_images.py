@@ -245,13 +245,14 @@ def image(request, bake_once, engine: Engine, tmp_path_factory):
     declared = build_arguments(project / "Dockerfile")
     arguments = {k: v for k, v in build_args.items() if k in declared}
     started = time.monotonic()
-    build(engine, case, context, tag, arguments)
+    overrides = {name: image for base in bases for name, image in base.overrides().items()}
+    build(engine, case, context, tag, arguments, overrides)
     build_seconds = time.monotonic() - started
     # What a user's next `make build` after editing model.py does: every layer but the code's from the cache.
     edited = context / "src" / package_name(project) / "model.py"
     edited.write_text(edited.read_text() + "# edited after the first build\n")
     started = time.monotonic()
-    rebuild_log = build(engine, case, context, tag, arguments)
+    rebuild_log = build(engine, case, context, tag, arguments, overrides)
     built = BuiltImage(
         case=case,
         project=project,
@@ -267,9 +268,11 @@ def image(request, bake_once, engine: Engine, tmp_path_factory):
     engine.remove_image(tag)  # with the build's cached layers; only the bases stay
 
 
-def build(engine: Engine, case: ImageCase, context: Path, tag: str, build_args: dict[str, str]) -> str:
+def build(
+    engine: Engine, case: ImageCase, context: Path, tag: str, build_args: dict[str, str], bases: dict[str, str]
+) -> str:
     try:
-        return engine.build(context, tag, timeout=1800, build_args=build_args)
+        return engine.build(context, tag, timeout=1800, build_args=build_args, base_images=bases)
     except EngineError as error:
         pytest.fail(f"{case.id}: the rendered Dockerfile did not build with {engine.name}:\n{str(error)[-6000:]}")
 
