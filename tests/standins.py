@@ -197,7 +197,12 @@ PREBUILT_TORCH = pinned("torch").removeprefix("torch==")
 
 
 def prebuilt_stand_in(
-    name: str, image: str, framework: str, packages: tuple[str, ...], build_args: tuple[str, ...] = ()
+    name: str,
+    image: str,
+    framework: str,
+    packages: tuple[str, ...],
+    build_args: tuple[str, ...] = (),
+    cuda: str = "no CUDA",
 ) -> StandIn:
     """build_args: the build arguments its Containerfile takes (PIP_EXTRA_INDEX_URL for torch's CPU wheel)."""
     toolkits = (pinned("sagemaker-training"), pinned("sagemaker-inference"))
@@ -210,7 +215,7 @@ def prebuilt_stand_in(
             f"stand-in for AWS's {image}: Python {PREBUILT_PYTHON} from {PREBUILT_PARENT} or its stand-in "
             f"(not AWS's Python), {framework} "
             f"({', '.join(packages)}), the real SageMaker toolkits ({', '.join(toolkits)}), "
-            "`train` on PATH; no model server, no CUDA"
+            f"`train` on PATH; no model server, {cuda}"
         ),
         parent=PREBUILT_PARENT,
         steps=(*PREBUILT_STAND_IN_STEPS, *arguments, f"RUN pip install --no-cache-dir {install}", 'CMD ["/bin/bash"]'),
@@ -240,16 +245,31 @@ STAND_INS += [
         (f"torch=={PREBUILT_TORCH}+cpu", pinned("numpy"), pinned("scikit-learn")),
         build_args=("PIP_EXTRA_INDEX_URL",),
     ),
+    # The GPU images' stand-ins carry the framework's CUDA build from the default index (CUDA in its wheels,
+    # as the from-scratch GPU images have it) and no GPU driver: training inside runs on the CPU.
+    prebuilt_stand_in(
+        "aws-pytorch-gpu-training-stand-in",
+        "pytorch-training:2.10.0-gpu-py313",
+        "PyTorch",
+        (f"torch=={PREBUILT_TORCH}", pinned("numpy"), pinned("scikit-learn")),
+        cuda="CUDA only as torch's wheels bring it, no GPU driver",
+    ),
+    prebuilt_stand_in(
+        "aws-tensorflow-2.21-gpu-training-stand-in",
+        "tensorflow-training:2.21.0-gpu-py312",
+        "TensorFlow",
+        (
+            pinned("tensorflow-cpu").replace("tensorflow-cpu", "tensorflow[and-cuda]"),
+            pinned("numpy"),
+            pinned("scikit-learn"),
+        ),
+        cuda="CUDA only as tensorflow[and-cuda]'s wheels bring it, no GPU driver",
+    ),
 ]
 
 
 # Bases with no stand-in, and why: their images are reported as not built with this reason.
-WITHOUT_STAND_IN = [
-    (
-        re.compile(AWS_REGISTRY + r"[a-z-]+:[^:]*-gpu-"),
-        "AWS's GPU training images carry CUDA and a GPU framework build; no stand-in is made for them",
-    ),
-]
+WITHOUT_STAND_IN: list[tuple[re.Pattern[str], str]] = []
 
 
 def stand_in_for(image: str) -> StandIn | None:
