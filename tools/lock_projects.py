@@ -29,8 +29,9 @@ LOCKS = ROOT / "{{cookiecutter.project_slug}}" / "_locks"
 PROCESSORS = {"sklearn": ("cpu",), "pytorch": ("cpu", "gpu"), "tensorflow": ("cpu", "gpu")}
 SCOPES = ("train+serve", "train-only")
 OLDEST_PYTHON = "3.11"
-# PyTorch's published sha256 of each CPU wheel this machine has no copy of (its index is out of reach
-# here), keyed by the torch pin; the lock carries them beside the hash of the wheel that is here.
+# The sha256 PyTorch's CPU index gives for each CPU wheel this machine has no copy of (the index is out of
+# reach here; the digest as public projects pinning that wheel record it, in agreement), keyed by the torch
+# pin; the lock carries them beside the hash of the wheel that is here.
 TORCH_CPU_HASHES = {
     "2.13.0": ["4ca4a9394b0c771238a4f73590fdbbc4debad85ed0fa63d026ae1b085da7d6e2"],  # cp312 manylinux_2_28 x86_64
 }
