@@ -175,7 +175,7 @@ def build_arguments(dockerfile: Path) -> set[str]:
 def project_pins(project: Path) -> dict[str, str]:
     """pyproject.toml's `name==version` dependencies, by normalised name."""
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", dependency).groups() for dependency in dependencies)
+    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", dependency).groups() for dependency in dependencies)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
 
 
@@ -558,7 +558,8 @@ def locked_versions(project: Path) -> dict[str, set[str]]:
     return versions
 
 
-# What the base image's Python brings itself, outside any lock.
+# What the base image's Python brings itself, outside any lock (a lock may still name one, for another
+# Python: torch asks for setuptools on 3.12 and later).
 BASE_DISTRIBUTIONS = {"pip", "setuptools", "wheel"}
 
 
@@ -575,8 +576,9 @@ def test_image_holds_exactly_the_locked_dependencies(image: BuiltImage, inside: 
     # `==2.13.0` admits PyTorch's CPU build `2.13.0+cpu` (a local version label), as pip does.
     off = {name: installed.get(name) for name in pins if installed.get(name) not in SpecifierSet(f"=={pins[name]}")}
     assert off == {}, f"installed {off}, pyproject.toml pins {pins}"
-    unlocked = {name: version for name, version in installed.items() if version not in locked.get(name, {version})}
-    strays = sorted(set(installed) - set(locked) - BASE_DISTRIBUTIONS)
+    own = {name: version for name, version in installed.items() if name not in BASE_DISTRIBUTIONS}
+    unlocked = {name: version for name, version in own.items() if version not in locked.get(name, {version})}
+    strays = sorted(set(own) - set(locked))
     assert unlocked == {}, f"installed versions other than requirements.txt's: {unlocked}"
     assert strays == [], f"installed but not in requirements.txt: {strays}"
     if image.case.installs_torch_cpu:
