@@ -175,7 +175,8 @@ def build_arguments(dockerfile: Path) -> set[str]:
 def project_pins(project: Path) -> dict[str, str]:
     """pyproject.toml's `name==version` dependencies, by normalised name."""
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", dependency).groups() for dependency in dependencies)
+    pin = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)")  # extras (tensorflow[and-cuda]) left out
+    pins = dict(pin.match(dependency).groups() for dependency in dependencies)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
 
 
