@@ -76,11 +76,50 @@ def multi_host_code(project: Path) -> dict[str, bytes]:
     return {path.relative_to(project).as_posix(): path.read_bytes() for path in files if path.exists()}
 
 
+# A GPU combination whose code (the package, toolkit/, the tests' shared helpers) is byte-identical to its CPU
+# twin's (same framework, scope and base) differs from it only in other files (Dockerfile, lock, README,
+# notebook, image names, scripts): running its whole suite would repeat the twin's runs. Only the test files that
+# differ themselves or name one of the files that differ run again.
+RECORDS = {".cookiecutter.json", ".cruft.json"}
+
+
+def files_of(project: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".pytest")
+    }
+
+
+def is_test_file(name: str) -> bool:
+    return name.startswith("tests/test_") and name.endswith(".py")
+
+
+def tests_for_gpu_twin(project: Path, twin: Path) -> list[str] | None:
+    """The test files to run for a GPU project whose code is its CPU twin's; None when the code differs."""
+    mine, theirs = files_of(project), files_of(twin)
+    differing = {name for name in mine.keys() | theirs.keys() if mine.get(name) != theirs.get(name)} - RECORDS
+    code = {name for name in differing if name.split("/", 1)[0] in ("src", "toolkit", "tests")}
+    if any(not is_test_file(name) for name in code):
+        return None
+    names = {Path(name).name.encode() for name in differing}
+    tests = sorted(name for name in mine if is_test_file(name))
+    return [name for name in tests if name in differing or any(other in mine[name] for other in names)]
+
+
 def test_project_suite_passes(request, project, bake_once):
     combination: Combination = request.node.callspec.params["project"]
     first = next(each for each in SUPPORTED if each.framework == combination.framework)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    if combination != first and multi_host_code(project) == multi_host_code(bake_once(**first.answers()).project_path):
+    twin = Combination(combination.framework, combination.scope, combination.base_image, "cpu")
+    twin_path = bake_once(**twin.answers()).project_path if combination.processor == "gpu" else None
+    selected = tests_for_gpu_twin(project, twin_path) if twin_path else None
+    first_path = bake_once(**first.answers()).project_path
+    if selected is not None:
+        # Its CPU twin runs everything else (see above); the lock's test names pyproject.toml, so one always runs.
+        assert selected, f"{combination.id}: no test reads the files it differs from its CPU twin in"
+        command += selected
+    elif combination != first and multi_host_code(project) == multi_host_code(first_path):
         # Run in full in the first combination of this framework.
         command += ["-m", "not multi_host", *(f"--ignore=tests/{name}" for name in PER_FRAMEWORK_FILES)]
     output = check(command, project, "the project's own pytest")

@@ -70,6 +70,8 @@ def problems(project: Path) -> list[str]:
         versions = sorted({entry.version for entry in locked if entry.name == name})
         if not versions:
             found.append(f"{name}=={version} is not in the lock")
+        elif not any(entry.direct for entry in locked if entry.name == name):
+            found.append(f"{name}=={version} is in the lock only as another package's dependency, not pyproject.toml's")
         elif not all(meets(locked_version, version) for locked_version in versions):
             found.append(f"pyproject.toml pins {name}=={version}, the lock has {', '.join(versions)}")
     for entry in locked:

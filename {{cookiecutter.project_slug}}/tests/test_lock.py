@@ -56,10 +56,22 @@ def test_a_changed_pin_is_refused_naming_both_versions(project):
 
 
 def test_a_new_dependency_is_refused_until_locked(project):
-    edit(project / "pyproject.toml", "dependencies = [", 'dependencies = [\n    "six==1.17.0",')
+    edit(project / "pyproject.toml", "dependencies = [", 'dependencies = [\n    "no-such-package==1.0",')
     finished = check(project)
     assert finished.returncode == 1
-    assert "six==1.17.0 is not in the lock" in finished.stderr
+    assert "no-such-package==1.0 is not in the lock" in finished.stderr
+
+
+def test_a_new_dependency_locked_only_for_another_package_is_refused(project):
+    """Asking for a package the lock holds for another one's sake: the lock was not made from this list."""
+    text = (project / "requirements.txt").read_text()
+    # An entry with its hashes, then a single `# via` line that is not pyproject.toml.
+    entry = re.compile(r"^([a-z0-9-]+)==([^\s;]+)[^\n]*\n(?:    --hash=\S+(?: \\)?\n)+    # via (.+)", re.M)
+    name, version = next((name, version) for name, version, via in entry.findall(text) if "pyproject" not in via)
+    edit(project / "pyproject.toml", "dependencies = [", f'dependencies = [\n    "{name}=={version}",')
+    finished = check(project)
+    assert finished.returncode == 1
+    assert f"{name}=={version} is in the lock only as another package's dependency" in finished.stderr
 
 
 def test_a_dropped_dependency_is_refused_until_locked_again(project):

@@ -259,10 +259,11 @@ def test_build_refuses_a_region_without_a_prebuilt_image(workspace):
 
 def test_build_refuses_a_stale_lock_before_calling_docker(workspace):
     pyproject = workspace / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("dependencies = [", 'dependencies = [\n    "six==1.17.0",', 1))
+    unlocked = 'dependencies = [\n    "no-such-package==1.0",'
+    pyproject.write_text(pyproject.read_text().replace("dependencies = [", unlocked, 1))
     finished, calls = run(workspace, ["scripts/build.sh"])
     assert finished.returncode != 0
-    assert "six==1.17.0 is not in the lock" in finished.stderr
+    assert "no-such-package==1.0 is not in the lock" in finished.stderr
     assert "run 'make lock'" in finished.stderr
     assert calls == []
 {%- if cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
