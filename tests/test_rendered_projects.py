@@ -95,7 +95,7 @@ def is_test_file(name: str) -> bool:
     return name.startswith("tests/test_") and name.endswith(".py")
 
 
-def tests_for_gpu_twin(project: Path, twin: Path) -> list[str] | None:
+def gpu_twin_tests(project: Path, twin: Path) -> list[str] | None:
     """The test files to run for a GPU project whose code is its CPU twin's; None when the code differs."""
     mine, theirs = files_of(project), files_of(twin)
     differing = {name for name in mine.keys() | theirs.keys() if mine.get(name) != theirs.get(name)} - RECORDS
@@ -113,7 +113,7 @@ def test_project_suite_passes(request, project, bake_once):
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     twin = Combination(combination.framework, combination.scope, combination.base_image, "cpu")
     twin_path = bake_once(**twin.answers()).project_path if combination.processor == "gpu" else None
-    selected = tests_for_gpu_twin(project, twin_path) if twin_path else None
+    selected = gpu_twin_tests(project, twin_path) if twin_path else None
     first_path = bake_once(**first.answers()).project_path
     if selected is not None:
         # Its CPU twin runs everything else (see above); the lock's test names pyproject.toml, so one always runs.
