@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,15 @@ def expected_files(answers: dict[str, str]) -> set[str]:
 def package_name(project: Path) -> str:
     """The rendered project's Python package, as its .cookiecutter.json records the answers."""
     return json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+
+
+def locked_versions(project: Path) -> dict[str, set[str]]:
+    """requirements.txt's versions of each package, by normalised name (one per Python or platform it forks on)."""
+    text = (project / "requirements.txt").read_text()
+    versions: dict[str, set[str]] = {}
+    for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M):
+        versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), set()).add(version)
+    return versions
 
 
 def project_files(project: Path) -> set[str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from .conftest import DEFAULTS, SUPPORTED, Combination, package_name
+from .conftest import DEFAULTS, SUPPORTED, Combination, locked_versions, package_name
 from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
 from .image_report import DOES_NOT_APPLY
 from .standins import PREBUILT_PYTHON, PREBUILT_TORCH, Base, NoBase, cache_dir, ensure_base
@@ -548,15 +548,6 @@ def test_image_holds_no_credentials_or_local_files(image: BuiltImage, inside: di
     assert inside["strays"] == [], "files from the build folder that must never be in the image"
     variables = {entry.split("=", 1)[0] for entry in image.info.env}
     assert not variables & CREDENTIAL_VARIABLES, f"the image sets {variables & CREDENTIAL_VARIABLES}"
-
-
-def locked_versions(project: Path) -> dict[str, set[str]]:
-    """requirements.txt's versions of each package, by normalised name (one per Python or platform it forks on)."""
-    text = (project / "requirements.txt").read_text()
-    versions: dict[str, set[str]] = {}
-    for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M):
-        versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), set()).add(version)
-    return versions
 
 
 # What the base image's Python brings itself, outside any lock (a lock may still name one, for another

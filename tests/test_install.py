@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import run
+from .conftest import locked_versions, run
 
 
 @pytest.fixture(scope="module")
@@ -20,20 +20,12 @@ def project(bake_once, tmp_path_factory):
     return copy
 
 
-def locked(project) -> dict[str, set[str]]:
-    text = (project / "requirements.txt").read_text()
-    versions: dict[str, set[str]] = {}
-    for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.M):
-        versions.setdefault(re.sub(r"[-_.]+", "-", name).lower(), set()).add(version)
-    return versions
-
-
 def test_make_install_holds_the_locked_versions_and_the_dev_tools(project):
     finished = run(["make", "install", f"PYTHON={sys.executable}"], cwd=project, timeout=900)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     listing = run([str(project / ".venv" / "bin" / "python"), "-m", "pip", "list", "--format", "json"], cwd=project)
     installed = {re.sub(r"[-_.]+", "-", item["name"]).lower(): item["version"] for item in json.loads(listing.stdout)}
-    lock = locked(project)
+    lock = locked_versions(project)
     off = {name: version for name, version in installed.items() if name in lock and version not in lock[name]}
     assert off == {}, f"installed versions other than requirements.txt's: {off}"
     assert all(name in installed for name in ("numpy", "scikit-learn", "gunicorn")), sorted(installed)
