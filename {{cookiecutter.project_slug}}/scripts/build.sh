@@ -30,6 +30,7 @@ if [[ -f prebuilt-images.json ]]; then
   # AWS's prebuilt base image sits in a registry of its own in each region, and pulling needs a login.
   require aws "Install the AWS CLI v2 and try again."
   region="$(aws_region)"
+  check_region "$region"
   base_image="$(prebuilt_image training "$region")"
   registry="${base_image%%/*}"
   log "Logging Docker in to ${registry} to pull ${base_image}"

@@ -53,6 +53,51 @@ aws_region() {
   printf '%s\n' "${region:-$DEFAULT_REGION}"
 }
 
+# Checks of the values the scripts hand to AWS, run before any AWS call so a typo is named here instead
+# of surfacing as an AWS error halfway through. Patterns sit in variables: bash 3.2 and later read an
+# unquoted variable after =~ as a regular expression.
+REGION_SHAPE='^[a-z]{2}(-gov)?-[a-z]+-[0-9]+$'
+ROLE_ARN_SHAPE='^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$'
+ECR_REPOSITORY_SHAPE='([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*'
+IMAGE_URI_SHAPE="^[0-9]{12}\\.dkr\\.ecr\\.([a-z]{2}(-gov)?-[a-z]+-[0-9]+)\\.amazonaws\\.com(\\.cn)?/${ECR_REPOSITORY_SHAPE}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?\$"
+
+check_region() {
+  local region="$1"
+  [[ "$region" =~ $REGION_SHAPE ]] \
+    || die "Unknown AWS region '${region}': expected a region name such as us-east-1, eu-west-2, cn-north-1 or us-gov-west-1 (set AWS_REGION)."
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+  # The image builds on AWS's prebuilt one, which AWS publishes in some regions only.
+  require python3 "It reads prebuilt-images.json."
+  python3 -c 'import json, sys; sys.exit(sys.argv[1] not in json.load(open("prebuilt-images.json"))["training_accounts"])' \
+    "$region" || die "AWS publishes no prebuilt training image in region ${region} (see prebuilt-images.json): choose a region listed there."
+{%- endif %}
+}
+
+check_role_arn() {
+  local arn="$1"
+  [[ "$arn" =~ $ROLE_ARN_SHAPE ]] \
+    || die "Malformed IAM role ARN '${arn}': expected arn:aws:iam::<12-digit account>:role/<name> (arn:aws-cn or arn:aws-us-gov in those partitions)."
+}
+
+check_image_uri() {
+  local uri="$1"
+  # A China region's registry ends in .com.cn, every other region's in .com.
+  if [[ "$uri" =~ $IMAGE_URI_SHAPE ]]; then
+    local china=no suffix=no
+    [[ "${BASH_REMATCH[1]}" != cn-* ]] || china=yes
+    [[ -z "${BASH_REMATCH[3]}" ]] || suffix=yes
+    [[ "$china" != "$suffix" ]] || return 0
+  fi
+  die "Malformed ECR image URI '${uri}': expected <12-digit account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag> or @sha256:<digest>] (amazonaws.com.cn in China regions)."
+}
+
+# require_variable NAME [HINT]: NAME must be set and not empty.
+require_variable() {
+  local name="$1" hint="${2:-}"
+  [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "'${name}' is not a variable name."
+  [[ -n "${!name:-}" ]] || die "${name} is not set${hint:+: ${hint}}."
+}
+
 aws_account() {
   local account
   account="$(aws sts get-caller-identity --query Account --output text)" \

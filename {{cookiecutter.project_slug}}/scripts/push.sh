@@ -15,6 +15,7 @@ docker image inspect "${IMAGE_NAME}:${tag}" >/dev/null 2>&1 \
   || die "No local image ${IMAGE_NAME}:${tag}: run scripts/build.sh first."
 
 region="$(aws_region)"
+check_region "$region"
 log "Looking up the AWS account (region ${region})"
 account="$(aws_account)"
 registry="$(registry_host "$account" "$region")"
