@@ -1,9 +1,14 @@
 import json
+import re
 
 import pytest
 
-from {{ cookiecutter.package_name }}._runtime import metrics
+{% if cookiecutter.framework == "sklearn" %}from {{ cookiecutter.package_name }} import model
+{% endif %}from {{ cookiecutter.package_name }}._runtime import metrics
 from {{ cookiecutter.package_name }}._runtime.framework import FrameworkModel
+{%- if cookiecutter.framework == "sklearn" %}
+from {{ cookiecutter.package_name }}._runtime.hyperparameters import defaults
+{%- endif %}
 from {{ cookiecutter.package_name }}._runtime.tables import Schema
 from {{ cookiecutter.package_name }}._runtime.training import FAILURE_REASON_LIMIT, failure_reason, main
 from {{ cookiecutter.package_name }}.model import HYPERPARAMETERS, TASK
@@ -35,15 +40,96 @@ def test_training_writes_model_schema_and_the_tasks_metrics(sagemaker_tree, caps
     assert not (sagemaker_tree / "output" / "failure").exists()
 
 
-def test_every_printed_metric_matches_its_definition(sagemaker_tree, capsys):
-    import re
+def recording(method, calls):
+    """`method`, also keeping what each call returns in `calls`."""
 
-    assert main(environment_for(sagemaker_tree)) == 0
-    printed = capsys.readouterr().out
-    for definition in metrics.metric_definitions(TASK):
-        found = re.search(definition["Regex"], printed)
-        assert found, definition
-        assert float(found[1]) >= 0
+    def record(self, *args):
+        calls.append(method(self, *args))
+        return calls[-1]
+
+    return record
+{%- if cookiecutter.framework != "sklearn" %}
+
+
+def clock_seconds(shown):
+    """0:07, 12:34 or 1:02:03 as seconds."""
+    seconds = 0
+    for part in shown.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+{%- endif %}
+
+
+def test_every_metric_definition_reads_the_figures_the_run_reports(sagemaker_tree, capsys, caplog, monkeypatch):
+    reported = []  # the figures of each progress line, as training computed them
+{%- if cookiecutter.framework == "sklearn" %}
+    monkeypatch.setattr(metrics.FitProgress, "done", recording(metrics.FitProgress.done, reported))
+{%- else %}
+    monkeypatch.setattr(metrics.EpochProgress, "epoch_done", recording(metrics.EpochProgress.epoch_done, reported))
+{%- endif %}
+    with caplog.at_level("INFO"):
+        assert main(environment_for(sagemaker_tree)) == 0
+    # What a job's log holds: the metric lines training prints and the progress lines it logs.
+    log = capsys.readouterr().out + caplog.text
+    scores = json.loads((sagemaker_tree / "output" / "data" / "metrics.json").read_text())
+    expected = {name: [value] for name, value in scores.items()}
+    for figures in reported:
+        for name, value in figures.items():
+            expected.setdefault(name, []).append(value)
+    definitions = metrics.metric_definitions(TASK)
+    assert sorted(definition["Name"] for definition in definitions) == sorted(expected), "one per reported figure"
+    assert len(definitions) <= 40, "SageMaker takes at most 40 metric definitions"
+    for definition in definitions:
+        assert len(definition["Regex"]) <= 500, definition
+        found = [float(value) for value in re.findall(definition["Regex"], log)]
+        # Each line shows its figure rounded: six decimals, or a whole number of rows per second.
+        tolerance = 0.5 if definition["Name"].endswith("rows_per_second") else 1e-6
+        assert found == pytest.approx(expected[definition["Name"]], abs=tolerance), definition
+{%- if cookiecutter.framework == "sklearn" %}
+    estimator = type(model.build_estimator(defaults(HYPERPARAMETERS))).__name__
+    rows = len(channel(sagemaker_tree, "train").labels)
+    assert len(reported) == 1
+    assert log.count(f"fitting {estimator} on {rows} rows\n") == 1
+    assert log.count(f"fitted {estimator} on {rows} rows: ") == 1
+{%- else %}
+    epochs = int(json.loads((sagemaker_tree / "input" / "config" / "hyperparameters.json").read_text())["epochs"])
+    lines = re.findall(r"epoch ([0-9]+)/([0-9]+) train:loss=\S+ rows/s=\S+ elapsed=(\S+) eta=(\S+) host=(\S+)", log)
+    assert [(int(epoch), int(total)) for epoch, total, *_ in lines] == [(k, epochs) for k in range(1, epochs + 1)]
+    elapsed = [clock_seconds(shown) for _, _, shown, _, _ in lines]
+    assert elapsed == sorted(elapsed)
+    assert lines[-1][3] == "0:00", "nothing is left after the last epoch"
+    assert {host for *_, host in lines} == {"algo-1"}
+{%- endif %}
+
+{%- if cookiecutter.framework == "sklearn" %}
+
+
+def test_the_fit_lines_show_rows_and_time():
+    ticks = iter([10.0, 12.5])
+    progress = metrics.FitProgress("Ridge", 1000, timer=lambda: next(ticks))
+    assert progress.done() == {"train:rows_per_second": 400.0, "train:fit_seconds": 2.5}
+{%- else %}
+
+
+def test_the_estimate_of_the_time_left_averages_this_jobs_epochs(caplog):
+    # Resumed after 2 of 6 epochs; this job's epochs take 30 s, then 90 s, then 30 s, then 30 s.
+    ticks = iter([0.0, 30.0, 120.0, 150.0, 180.0])
+    progress = metrics.EpochProgress(2, 6, "algo-2", timer=lambda: next(ticks))
+    with caplog.at_level("INFO"):
+        figures = [progress.epoch_done(epoch, 0.5, 300) for epoch in range(3, 7)]
+    assert [figure["train:rows_per_second"] for figure in figures] == [10.0, 300 / 90, 10.0, 10.0]
+    assert [line.split(" elapsed=")[1] for line in caplog.messages] == [
+        "0:30 eta=1:30 host=algo-2",
+        "2:00 eta=2:00 host=algo-2",
+        "2:30 eta=0:50 host=algo-2",
+        "3:00 eta=0:00 host=algo-2",
+    ]
+
+
+def test_durations_show_as_minutes_and_seconds_or_hours():
+    shown = [metrics.clock(seconds) for seconds in (0, 7.4, 59.6, 754, 3723)]
+    assert shown == ["0:00", "0:07", "1:00", "12:34", "1:02:03"]
+{%- endif %}
 
 
 def test_validation_channel_is_optional(sagemaker_tree):

@@ -19,12 +19,11 @@ PACKAGE_DIR = Path({{ cookiecutter.package_name }}.__file__).resolve().parent
 INFERENCE_HANDLERS = Path(__file__).resolve().with_name("inference.py")
 # What AWS's inference image never runs: the command line, the HTTP server, the training job and the
 # sample data{% if cookiecutter.framework == "tensorflow" %}, and, since TensorFlow Serving runs the SavedModel itself, the model and its framework
-# code (the handlers only parse and encode bodies against the schema){% endif %}. Everything else in the package goes into
+# code (the handlers only parse and encode bodies against the schema){% else %} (metrics.py goes along: framework.py imports its progress lines){% endif %}. Everything else in the package goes into
 # the artifact, modules you add included.
 LEFT_OUT = (
     "__main__.py",
     "_runtime/channels.py",
-    "_runtime/metrics.py",
     "_runtime/sample_tree.py",
     "_runtime/server.py",
     "_runtime/training.py",
@@ -34,6 +33,7 @@ LEFT_OUT = (
     "_runtime/distributed.py",
     "_runtime/framework.py",
     "_runtime/inference.py",
+    "_runtime/metrics.py",
     "model.py",
 {%- endif %}
 )

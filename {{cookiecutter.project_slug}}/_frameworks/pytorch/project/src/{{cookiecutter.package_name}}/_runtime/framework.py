@@ -26,6 +26,7 @@ from .. import model
 from . import distributed
 from .contract import DefinitionError, TrainingJob
 from .hyperparameters import checkpoint_key
+from .metrics import EpochProgress
 from .tables import column_moments
 
 logger = logging.getLogger(__name__)
@@ -249,10 +250,11 @@ def _train(
     if not job.cluster.is_master:
         checkpoint = None  # the master alone writes: every host of the next job gets its copy
     replicas.train()
+    progress = EpochProgress(first_epoch, params["epochs"], job.cluster.current_host)
     for epoch in range(first_epoch, params["epochs"]):
         total = _run_epoch(replicas, optimizer, loss_fn, inputs, targets, batches(epoch))
-        total = distributed.global_sum(total, device)  # every host logs the loss over all hosts' rows
-        logger.info("epoch %d/%d loss %.4f", epoch + 1, params["epochs"], total[0] / total[1])
+        loss, rows = distributed.global_sum(total, device).tolist()  # every host logs all hosts' figures
+        progress.epoch_done(epoch + 1, loss / rows, int(rows))
         if checkpoint is not None:
             state = {"epoch": epoch + 1, "network": module.state_dict(), "optimizer": optimizer.state_dict()}
             _save_atomically(state, checkpoint)

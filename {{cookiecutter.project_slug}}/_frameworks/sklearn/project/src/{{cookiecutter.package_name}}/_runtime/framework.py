@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
 from .. import model
 from .contract import DefinitionError, TrainingJob
+from .metrics import FitProgress
 
 ARTIFACT_NAME = "model.joblib"
 BUILDERS = ("build_estimator",)
@@ -58,7 +59,11 @@ class FrameworkModel:
                 f"({', '.join(job.cluster.hosts)}); run it with instance_count=1 and, for more data, a larger "
                 "instance type"
             )
-        return cls(build(params).fit(features, labels))
+        estimator = build(params)
+        progress = FitProgress(type(estimator).__name__, len(features))
+        estimator.fit(features, labels)
+        progress.done()
+        return cls(estimator)
 
     @property
     def classes(self) -> np.ndarray | None:

@@ -15,7 +15,6 @@ Keras's `fit`, which does not train dependably under that strategy across hosts.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -33,14 +32,13 @@ from .checkpoints import EpochCheckpoints
 from .contract import DefinitionError, TrainingJob
 from .distributed import from_every_host, join_cluster, normalisation_statistics, peers_watched
 from .hyperparameters import checkpoint_key
+from .metrics import EpochProgress
 from .tables import column_moments
 
 MODEL_VERSION = "1"
 BUILDERS = ("build_network", "build_optimizer")
 # The hyperparameters this runtime reads itself; model.py's builders read the others.
 RUNTIME_HYPERPARAMETERS = ("epochs", "batch_size", "seed")
-
-logger = logging.getLogger(__name__)
 
 
 def check_hyperparameters() -> None:
@@ -144,12 +142,15 @@ def make_train_step(
     return train_step
 
 
-def agreed_sizes(strategy: tf.distribute.Strategy, plan: BatchPlan, labels: np.ndarray) -> tuple[int, int]:
-    """What every host must agree on, whatever rows it holds: how many outputs there are and steps to take."""
+def agreed_sizes(strategy: tf.distribute.Strategy, plan: BatchPlan, labels: np.ndarray) -> tuple[int, int, int]:
+    """What every host must agree on, whatever rows it holds: how many outputs there are and steps to take;
+    and the rows an epoch takes over all hosts (each host's own when sharded, else the rows every host holds)."""
     outputs = labels.max() + 1 if is_classification() else 1
-    local = np.array([outputs, plan.local_steps(len(labels))])
-    num_outputs, steps = (int(value) for value in from_every_host(strategy, local).max(axis=0))
-    return num_outputs, steps
+    local = np.array([outputs, plan.local_steps(len(labels)), len(labels)])
+    hosts = from_every_host(strategy, local)
+    num_outputs, steps = (int(value) for value in hosts[:, :2].max(axis=0))
+    epoch_rows = int(hosts[:, 2].sum()) if plan.sharded else len(labels)
+    return num_outputs, steps, epoch_rows
 
 
 def train_network(
@@ -168,7 +169,7 @@ def train_network(
         job.sharded,
         params["seed"],
     )
-    num_outputs, steps = agreed_sizes(strategy, plan, labels)
+    num_outputs, steps, epoch_rows = agreed_sizes(strategy, plan, labels)
     stats = standardisation(strategy, features, labels)
     with strategy.scope():
         network = wrapped_network(features.shape[1], num_outputs, params, stats)
@@ -196,13 +197,14 @@ def train_network(
     train_step = make_train_step(strategy, network, optimizer)
     targets = stats.targets(labels)
     epochs = params["epochs"]
+    progress = EpochProgress(int(epochs_done.numpy()), epochs, job.cluster.current_host)
     for epoch in range(int(epochs_done.numpy()), epochs):
         losses = [
             float(train_step(*step_inputs(strategy, plan, features, targets, parts)))
             for parts in plan.epoch(len(labels), epoch, steps)
         ]
         # The loss of a regression is in standardised units: 1.0 is as good as answering the mean.
-        logger.info("epoch %d/%d loss %.4f", epoch + 1, epochs, np.mean(losses))
+        progress.epoch_done(epoch + 1, float(np.mean(losses)), epoch_rows)
         epochs_done.assign(epoch + 1)
         checkpoints.save()
     checkpoints.remove()
