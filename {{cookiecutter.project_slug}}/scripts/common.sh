@@ -1,4 +1,4 @@
-# Settings and helpers shared by build.sh and push.sh. Sourced, not run.
+# Settings and helpers shared by the scripts here. Sourced, not run.
 # shellcheck shell=bash
 
 # Override any of these from the environment, e.g. IMAGE_NAME=team/model scripts/build.sh
@@ -12,6 +12,28 @@ log() {
 die() {
   printf 'ERROR: %s\n' "$*" >&2
   exit 1
+}
+
+# Numbered stages with the time since the script started (bash's SECONDS), on stderr:
+#   stages 3; stage "Building"  ->  ==> [1/3] Building (0:00)
+stages() {
+  STAGE_COUNT="$1"
+  STAGE_NUMBER=0
+}
+
+stage() {
+  STAGE_NUMBER=$((STAGE_NUMBER + 1))
+  printf '==> [%d/%d] %s (%s)\n' "$STAGE_NUMBER" "$STAGE_COUNT" "$*" "$(elapsed)" >&2
+}
+
+# m:ss, or h:mm:ss past an hour.
+elapsed() {
+  local seconds="$SECONDS"
+  if ((seconds >= 3600)); then
+    printf '%d:%02d:%02d\n' $((seconds / 3600)) $((seconds % 3600 / 60)) $((seconds % 60))
+  else
+    printf '%d:%02d\n' $((seconds / 60)) $((seconds % 60))
+  fi
 }
 
 require() {
@@ -42,6 +64,39 @@ image_tag() {
   else
     printf 'dev\n'
   fi
+}
+
+# Docker's rule for a tag; ECR's for a repository name (ECR_REPOSITORY_SHAPE, below, 2 to 256 characters).
+DOCKER_TAG_SHAPE='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
+
+check_tag() {
+  local source="$1" tag="$2"
+  [[ "$tag" =~ $DOCKER_TAG_SHAPE ]] \
+    || die "${source} holds '${tag}', which is not a valid Docker tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'."
+}
+
+check_image_name() {
+  local shape="^${ECR_REPOSITORY_SHAPE}\$" length='^.{2,256}$'
+  [[ "$IMAGE_NAME" =~ $shape && "$IMAGE_NAME" =~ $length ]] \
+    || die "IMAGE_NAME '${IMAGE_NAME}' is not a valid ECR repository name: 2 to 256 lower-case letters, digits and '._-/', each part starting and ending with a letter or digit."
+}
+
+# Every tag of the image, in the array TAGS: the primary one (image_tag), then EXTRA_TAGS (optional,
+# space-separated), then latest, each once. Run it in the script's own shell, so a refusal stops the script.
+collect_tags() {
+  local primary candidate known extra
+  primary="$(image_tag)"
+  check_tag IMAGE_TAG "$primary"
+  TAGS=("$primary")
+  # read -a splits without expanding globs; -d '' reads past newlines.
+  read -r -d '' -a extra <<<"${EXTRA_TAGS:-}" || true
+  for candidate in ${extra[@]+"${extra[@]}"} latest; do
+    check_tag EXTRA_TAGS "$candidate"
+    for known in "${TAGS[@]}"; do
+      [[ "$known" != "$candidate" ]] || continue 2
+    done
+    TAGS+=("$candidate")
+  done
 }
 
 # Region: AWS_REGION, then AWS_DEFAULT_REGION, then the AWS CLI's configuration, then the project default.
@@ -124,4 +179,20 @@ registry_host() {
     domain="amazonaws.com.cn"
   fi
   printf '%s.dkr.ecr.%s.%s\n' "$account" "$region" "$domain"
+}
+
+# Create ECR repository IMAGE_NAME in a region unless it exists, with scanning on push.
+ensure_repository() {
+  local region="$1" lookup
+  if ! lookup="$(aws ecr describe-repositories --repository-names "$IMAGE_NAME" --region "$region" 2>&1)"; then
+    if [[ "$lookup" != *RepositoryNotFoundException* ]]; then
+      die "Cannot look up ECR repository ${IMAGE_NAME}: ${lookup}"
+    fi
+    log "Creating ECR repository ${IMAGE_NAME}"
+    aws ecr create-repository \
+      --repository-name "$IMAGE_NAME" \
+      --region "$region" \
+      --image-scanning-configuration scanOnPush=true >/dev/null \
+      || die "Cannot create ECR repository ${IMAGE_NAME} (does the caller have ecr:CreateRepository?)."
+  fi
 }

@@ -1,48 +1,44 @@
 #!/usr/bin/env bash
 # Push the image built by build.sh to Amazon ECR: find the account and region, create the
-# repository if it is missing, log Docker in, then push the revision tag and latest.
+# repository if it is missing, log Docker in, then push the revision tag (or IMAGE_TAG), EXTRA_TAGS
+# and latest. The last line on stdout is the image URI of the first.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
 
+# Every input is checked before Docker or AWS is called.
+check_image_name
+collect_tags
 require aws "Install the AWS CLI v2 and try again."
+region="$(aws_region)"
+check_region "$region"
 require_docker
-
-tag="$(image_tag)"
+tag="${TAGS[0]}"
 docker image inspect "${IMAGE_NAME}:${tag}" >/dev/null 2>&1 \
   || die "No local image ${IMAGE_NAME}:${tag}: run scripts/build.sh first."
 
-region="$(aws_region)"
-check_region "$region"
-log "Looking up the AWS account (region ${region})"
+stages 4
+stage "Looking up the AWS account (region ${region})"
 account="$(aws_account)"
 registry="$(registry_host "$account" "$region")"
 
-log "Making sure ECR repository ${IMAGE_NAME} exists"
-if ! lookup="$(aws ecr describe-repositories --repository-names "$IMAGE_NAME" --region "$region" 2>&1)"; then
-  if [[ "$lookup" != *RepositoryNotFoundException* ]]; then
-    die "Cannot look up ECR repository ${IMAGE_NAME}: ${lookup}"
-  fi
-  log "Creating ECR repository ${IMAGE_NAME}"
-  aws ecr create-repository \
-    --repository-name "$IMAGE_NAME" \
-    --region "$region" \
-    --image-scanning-configuration scanOnPush=true >/dev/null \
-    || die "Cannot create ECR repository ${IMAGE_NAME} (does the caller have ecr:CreateRepository?)."
-fi
+stage "Making sure ECR repository ${IMAGE_NAME} exists"
+ensure_repository "$region"
 
-log "Logging Docker in to ${registry}"
+stage "Logging Docker in to ${registry}"
 aws ecr get-login-password --region "$region" \
   | docker login --username AWS --password-stdin "$registry" >/dev/null \
   || die "Docker login to ${registry} failed."
 
-for pushed_tag in "$tag" latest; do
+# latest last, so it moves only once every other tag is pushed.
+stage "Pushing ${TAGS[*]} to ${registry}/${IMAGE_NAME}"
+for pushed_tag in "${TAGS[@]}"; do
   log "Pushing ${registry}/${IMAGE_NAME}:${pushed_tag}"
   docker tag "${IMAGE_NAME}:${tag}" "${registry}/${IMAGE_NAME}:${pushed_tag}"
   docker push "${registry}/${IMAGE_NAME}:${pushed_tag}" || die "docker push of ${pushed_tag} failed."
 done
 
-log "Pushed. Image URI for SageMaker:"
+log "Pushed in $(elapsed). Image URI for SageMaker:"
 printf '%s/%s:%s\n' "$registry" "$IMAGE_NAME" "$tag"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,7 @@ CPU_INDEX = "https://cpu-wheels.example.invalid/simple"
 TOOLS = ("bash", "dirname", "git", "make", "curl")
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def make_workspace(tmp_path: Path) -> Path:
     """A copy of the scripts and the Makefile, outside any git repository."""
     project = tmp_path / "project"
     shutil.copytree(PROJECT_DIR / "scripts", project / "scripts")
@@ -62,6 +62,11 @@ def workspace(tmp_path: Path) -> Path:
         (tools / tool).symlink_to(found)
     (tools / "python3").symlink_to(sys.executable)
     return project
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path)
 
 
 def install_fakes(directory: Path, *tools: str) -> None:
@@ -104,6 +109,19 @@ def run(
 
 def argvs(calls: list[dict]) -> list[list[str]]:
     return [call["argv"] for call in calls]
+
+
+STAGE = re.compile(r"==> \[(\d+)/(\d+)\] (.+) \((\d+:\d\d)\)")
+
+
+def stages(stderr: str) -> list[str]:
+    """The numbered stages a script printed, in order; each numbered one after the other, with its time."""
+    found = [STAGE.fullmatch(line) for line in stderr.splitlines() if line.startswith("==> [")]
+    assert all(found), f"a stage line is not `==> [n/total] what (m:ss)`:\n{stderr}"
+    numbers = [(int(match[1]), int(match[2])) for match in found]
+    if numbers:
+        assert numbers == [(n, numbers[0][1]) for n in range(1, len(numbers) + 1)], stderr
+    return [match[3] for match in found]
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
 
 
@@ -111,6 +129,24 @@ PREBUILT = json.loads((PROJECT_DIR / "prebuilt-images.json").read_text())
 BASE_REGISTRY = f"{PREBUILT['training_accounts'][REGION]}.dkr.ecr.{REGION}.amazonaws.com"
 BASE_IMAGE = f"{BASE_REGISTRY}/{PREBUILT['training_image']}"
 {%- endif %}
+
+
+BUILD_STAGES = [
+{%- if cookiecutter.base_image == "from-scratch" %}
+    "Checking requirements.txt against pyproject.toml",
+{%- endif %}
+    "Checking Docker and Buildx",
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
+    f"Logging Docker in to {BASE_REGISTRY} to pull {BASE_IMAGE}",
+{%- endif %}
+    f"Building {IMAGE}:{TAG} for linux/amd64",
+]
+PUSH_STAGES = [
+    f"Looking up the AWS account (region {REGION})",
+    f"Making sure ECR repository {IMAGE} exists",
+    f"Logging Docker in to {REGISTRY}",
+    f"Pushing {TAG} latest to {REGISTRY}/{IMAGE}",
+]
 
 
 BUILD_CALLS = [
@@ -144,7 +180,9 @@ BUILD_CALLS = [
 ]
 
 
-def push_calls(region: str = REGION, registry: str = REGISTRY, create: bool = True) -> list[list[str]]:
+def push_calls(
+    region: str = REGION, registry: str = REGISTRY, create: bool = True, tags: tuple[str, ...] = (TAG, "latest")
+) -> list[list[str]]:
     calls = [
         ["docker", "info"],
         ["docker", "image", "inspect", f"{IMAGE}:{TAG}"],
@@ -169,7 +207,7 @@ def push_calls(region: str = REGION, registry: str = REGISTRY, create: bool = Tr
         ["aws", "ecr", "get-login-password", "--region", region],
         ["docker", "login", "--username", "AWS", "--password-stdin", registry],
     ]
-    for pushed in (TAG, "latest"):
+    for pushed in tags:
         calls += [["docker", "tag", f"{IMAGE}:{TAG}", f"{registry}/{IMAGE}:{pushed}"]]
         calls += [["docker", "push", f"{registry}/{IMAGE}:{pushed}"]]
     return calls
@@ -185,7 +223,15 @@ def test_build_makes_exactly_the_sagemaker_build_call(workspace):
     finished, calls = run(workspace, ["scripts/build.sh"])
     assert finished.returncode == 0, finished.stderr
     assert argvs(calls) == BUILD_CALLS
-    assert f"Built {IMAGE}:{TAG} and {IMAGE}:latest" in finished.stderr
+    assert stages(finished.stderr) == BUILD_STAGES
+    assert re.search(rf"^==> Built {IMAGE}, tagged {TAG} latest \(\d+:\d\d\)$", finished.stderr, re.MULTILINE)
+
+
+def test_build_adds_extra_tags_between_the_primary_tag_and_latest(workspace):
+    finished, calls = run(workspace, ["scripts/build.sh"], EXTRA_TAGS=f" 1a2b3c4\n{TAG} release-1.2  latest ")
+    assert finished.returncode == 0, finished.stderr
+    tags = [f"{IMAGE}:{tag}" for tag in (TAG, "1a2b3c4", "release-1.2", "latest")]
+    assert argvs(calls)[-1] == [*BUILD_CALLS[-1][:-5], *(part for tag in tags for part in ("--tag", tag)), "."]
 
 
 def test_build_tags_with_the_git_revision(workspace):
@@ -222,6 +268,8 @@ def test_build_stops_at_a_failing_step_with_its_message(workspace, fail, message
     assert f"ERROR: {message}" in finished.stderr
     assert argvs(calls) == BUILD_CALLS[:calls_made]
     assert "Built " not in finished.stderr
+    reached = len(BUILD_STAGES) if fail == "build" else BUILD_STAGES.index("Checking Docker and Buildx") + 1
+    assert stages(finished.stderr) == BUILD_STAGES[:reached]
 
 
 def test_build_hands_a_pip_index_to_the_build_without_printing_it(workspace):
@@ -293,6 +341,30 @@ def test_push_creates_the_repository_logs_in_and_pushes_both_tags(workspace):
     assert login["stdin"] == PASSWORD, "the password must reach docker login on stdin"
     assert finished.stdout.strip() == f"{REGISTRY}/{IMAGE}:{TAG}"
     assert PASSWORD not in finished.stdout + finished.stderr
+    assert stages(finished.stderr) == PUSH_STAGES
+
+
+def test_push_pushes_extra_tags_and_prints_the_primary_tags_uri_last(workspace):
+    finished, calls = run(workspace, ["scripts/push.sh"], FAKE_REPOSITORY_EXISTS="1", EXTRA_TAGS="abc1234 v1.2.3")
+    assert finished.returncode == 0, finished.stderr
+    assert argvs(calls) == push_calls(create=False, tags=(TAG, "abc1234", "v1.2.3", "latest"))
+    assert finished.stdout.splitlines()[-1] == f"{REGISTRY}/{IMAGE}:{TAG}"
+
+
+@pytest.mark.parametrize(
+    ("script", "variables", "message"),
+    [
+        ("build.sh", {"EXTRA_TAGS": "abc1234 v1/2"}, "EXTRA_TAGS holds 'v1/2', which is not a valid Docker tag"),
+        ("push.sh", {"EXTRA_TAGS": "-rc1"}, "EXTRA_TAGS holds '-rc1', which is not a valid Docker tag"),
+        ("push.sh", {"IMAGE_TAG": "two words"}, "IMAGE_TAG holds 'two words', which is not a valid Docker tag"),
+        ("build.sh", {"IMAGE_NAME": "Team/Model"}, "IMAGE_NAME 'Team/Model' is not a valid ECR repository name"),
+    ],
+)
+def test_scripts_refuse_a_bad_tag_or_name_before_any_call(workspace, script, variables, message):
+    finished, calls = run(workspace, [f"scripts/{script}"], **variables)
+    assert finished.returncode != 0
+    assert f"ERROR: {message}" in finished.stderr
+    assert calls == []
 
 
 def test_push_reuses_an_existing_repository(workspace):
@@ -336,7 +408,7 @@ def test_push_stops_at_a_failing_step_with_its_message(workspace, fail, message,
     assert finished.returncode != 0
     assert f"ERROR: {message}" in finished.stderr
     assert argvs(calls)[-1][: len(last_call)] == last_call, "the script went on after the failing step"
-    assert "Pushed." not in finished.stderr
+    assert "Pushed in" not in finished.stderr
     assert PASSWORD not in finished.stdout + finished.stderr
 
 
