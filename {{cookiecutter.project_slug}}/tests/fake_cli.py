@@ -1,6 +1,9 @@
 """Stand-in `aws` and `docker` executables for the script tests: they record each call and answer
-like the real tools do for the calls scripts/ makes. FAKE_FAIL names a step to fail
-(build, push, login, describe, create, buildx, engine, credentials, image).
+like the real tools do for the calls scripts/ makes. FAKE_FAIL names a step to fail, or several
+separated by commas (build, push, login, describe, create, buildx, engine, credentials, image;
+provenance: a buildx without --provenance; role: no such role; iam-denied: iam:GetRole refused).
+FAKE_HANG names a docker step that never answers. The `uname` stand-in prints FAKE_ARCH (x86_64 unless
+set); FAKE_ROLE_TRUST is the service the role's trust policy names.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 ACCOUNT = "123456789012"
@@ -16,7 +20,7 @@ PASSWORD = "fake-ecr-password-never-print-me"
 
 
 def fail(step: str) -> bool:
-    return os.environ.get("FAKE_FAIL") == step
+    return step in os.environ.get("FAKE_FAIL", "").split(",")
 
 
 def record(tool: str, args: list[str], stdin: str | None = None) -> None:
@@ -55,6 +59,15 @@ def aws(args: list[str]) -> int:
     if args[:2] == ["ecr", "get-login-password"]:
         print(PASSWORD)
         return 0
+    if args[:2] == ["iam", "get-role"]:
+        if fail("role") or fail("iam-denied"):
+            error = "NoSuchEntity" if fail("role") else "AccessDenied"
+            print(f"An error occurred ({error}) when calling the GetRole operation", file=sys.stderr)
+            return 254
+        service = os.environ.get("FAKE_ROLE_TRUST", "sagemaker.amazonaws.com")
+        statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        print(json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+        return 0
     print(f"fake aws: unexpected call {args}", file=sys.stderr)
     return 2
 
@@ -77,7 +90,14 @@ def docker(args: list[str]) -> int:
         ("image", "inspect"): "image",
         ("push",): "push",
     }
+    if args[:2] == ["buildx", "build"] and "--help" in args:
+        options = ["--platform", "--load", "--tag"] + ([] if fail("provenance") else ["--provenance"])
+        print("Usage:  docker buildx build [OPTIONS] PATH | URL | -")
+        print("\n".join(f"      {option} string" for option in options))
+        return 0
     step = answers.get(tuple(args[:2])) or answers.get(tuple(args[:1]))
+    if step is not None and os.environ.get("FAKE_HANG") == step:
+        time.sleep(60)
     if step is not None and fail(step):
         print(f"fake docker: {step} failed as asked", file=sys.stderr)
         return 1
@@ -86,4 +106,8 @@ def docker(args: list[str]) -> int:
 
 if __name__ == "__main__":
     tool, *arguments = sys.argv[1:]
+    if tool == "uname":
+        record("uname", arguments)
+        print(os.environ.get("FAKE_ARCH", "x86_64"))
+        sys.exit(0)
     sys.exit(aws(arguments) if tool == "aws" else docker(arguments))
