@@ -10,6 +10,10 @@ produces: its hyperparameter schema, its sample data, the metric lines its train
 Every combination's run also asks for one launch option: managed spot training where the project only trains,
 a warm pool where it also serves. One more run per framework, of a train+serve project, starts a tuning job instead
 of a training job; moto answers it with a best training job it never made, so the test makes that job itself first.
+The train-only CPU runs (one per framework and base image, the two ways the code is started) launch with
+`use_local_code`: the SDK uploads the project's code as the job's `code` channel and its start-up script as
+`sm_drivers`; the test checks what was uploaded and how the job is told to start (tests/test_images.py runs that
+start-up in the built images).
 The runs go in parallel when the module starts; each test then waits for the run it checks.
 """
 
@@ -19,6 +23,7 @@ import ast
 import base64
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -55,6 +60,16 @@ SINGLE_HOST = {"instance_count": 1, "train_distribution": "FullyReplicated"}
 # The launch options each combination's run adds: spot for projects that only train, a warm pool for the others.
 SPOT = {"use_spot": True, "max_runtime_seconds": 1800}  # max_wait_seconds left to its default, twice the runtime
 WARM_POOL = {"keep_alive_seconds": 600}
+# The pushed image with the project's current code: one run per framework and base image (the start command differs
+# by base image only), on projects that only train, so the train+serve runs keep checking the image's own code.
+LOCAL_CODE = [c for c in SUPPORTED if (c.scope, c.processor) == ("train-only", "cpu")]
+# The channels the SDK adds for source code, and how it starts the container then (sagemaker.train.constants).
+SDK_CHANNELS = {"code", "sm_drivers"}
+SDK_ENTRYPOINT = ["/bin/bash"]
+SDK_ARGUMENTS = [
+    "-c",
+    "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh && /opt/ml/input/data/sm_drivers/sm_train.sh",
+]
 # A tuning job of two training jobs, one at a time, for one train+serve project of each framework.
 TUNING = [c for c in SUPPORTED if (c.scope, c.base_image, c.processor) == ("train+serve", "from-scratch", "cpu")]
 TUNING_SETTINGS = {"tuning_jobs": 2, "tuning_parallel_jobs": 1}
@@ -408,6 +423,8 @@ def prepare(combination: Combination, project: Path, reference: Reference, tuned
     answers = json.loads((project / ".cookiecutter.json").read_text())
     overrides = overrides_for(reference.schema)
     parameters: dict[str, Any] = SPOT if combination.scope == "train-only" else WARM_POOL
+    if combination in LOCAL_CODE:
+        parameters = {**parameters, "use_local_code": True}
     tuning_expected: dict[str, Any] = {}
     if tuned:
         narrowing = narrowing_for(reference.schema)
@@ -630,7 +647,7 @@ def test_training_job_request(run):
 
 def assert_channels(run: Run, input_data_config: list[dict[str, Any]]) -> None:
     """One CSV channel per folder of the sample tree, in the bucket; only train sharded, where the run shards."""
-    channels = {channel["ChannelName"]: channel for channel in input_data_config}
+    channels = data_channels(input_data_config)
     assert set(channels) == {path.name for path in (run.reference / "input" / "data").iterdir()}
     for channel in channels.values():
         assert channel["ContentType"] == "text/csv"
@@ -640,6 +657,11 @@ def assert_channels(run: Run, input_data_config: list[dict[str, Any]]) -> None:
     }
     train_distribution = launch_settings(run.answers["framework"])["train_distribution"]
     assert distributions == {"train": train_distribution, "validation": "FullyReplicated"}
+
+
+def data_channels(input_data_config: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The job's channels by name, without those the SDK adds for source code."""
+    return {c["ChannelName"]: c for c in input_data_config if c["ChannelName"] not in SDK_CHANNELS}
 
 
 def run_prefix(input_data_config: list[dict[str, Any]]) -> str:
@@ -673,12 +695,73 @@ def test_spot_or_warm_pool_request(run):
 
 def test_channels_hold_the_sample_data(run):
     job = run.only("CreateTrainingJob")
-    for channel in job["InputDataConfig"]:
-        prefix = channel["DataSource"]["S3DataSource"]["S3Uri"].rstrip("/") + "/"
-        uploaded = {uri[len(prefix) :]: body for uri, body in run.objects.items() if uri.startswith(prefix)}
+    for channel in data_channels(job["InputDataConfig"]).values():
+        uploaded = channel_objects(run, channel)
         local = run.reference / "input" / "data" / channel["ChannelName"]
         expected = {path.relative_to(local).as_posix(): path.read_bytes() for path in local.rglob("*.csv")}
         assert uploaded == expected, f"channel {channel['ChannelName']}: S3 holds {sorted(uploaded)}"
+
+
+def channel_objects(run: Run, channel: dict[str, Any]) -> dict[str, bytes]:
+    """What the bucket holds under a channel's S3 prefix, by path inside the channel."""
+    prefix = channel["DataSource"]["S3DataSource"]["S3Uri"].rstrip("/") + "/"
+    return {uri[len(prefix) :]: body for uri, body in run.objects.items() if uri.startswith(prefix)}
+
+
+def local_code(run: Run) -> bool:
+    return bool(run.parameters.get("use_local_code"))
+
+
+def test_training_job_runs_the_image_or_the_uploaded_code(run):
+    job = run.only("CreateTrainingJob")
+    algorithm = job["AlgorithmSpecification"]
+    channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
+    if not local_code(run):
+        assert SDK_CHANNELS.isdisjoint(channels), "the image's own code runs, yet the job got a code channel"
+        assert "ContainerEntrypoint" not in algorithm and "ContainerArguments" not in algorithm
+        return
+    assert set(channels) >= SDK_CHANNELS, f"channels: {sorted(channels)}"
+    # The SDK's start-up script runs instead of the image's entrypoint; the hyperparameters go as with the image.
+    assert algorithm["ContainerEntrypoint"] == SDK_ENTRYPOINT
+    assert algorithm["ContainerArguments"] == SDK_ARGUMENTS
+    assert algorithm["TrainingImage"] == run.image_uri
+    assert job["HyperParameters"] == run.expected_hyperparameters
+    for name in SDK_CHANNELS:
+        source = channels[name]["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "S3Prefix" and source["S3DataDistributionType"] == "FullyReplicated"
+        assert source["S3Uri"].startswith(f"s3://{BUCKET}/")
+    # The code channel holds the project's code exactly as the image holds it: the package, and for extend-prebuilt
+    # images the toolkit's entry script and handlers beside it.
+    package = package_name(run.project)
+    kept = {package: run.project / "src" / package}
+    if run.answers["base_image"] == "extend-prebuilt":
+        kept[""] = run.project / "toolkit"
+    expected = {
+        f"{folder}/{path.relative_to(root).as_posix()}".lstrip("/"): path.read_bytes()
+        for folder, root in kept.items()
+        for path in root.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert f"{package}/model.py" in expected and f"{package}/__main__.py" in expected
+    assert channel_objects(run, channels["code"]) == expected
+    # The start-up script changes into the code channel and runs the package's training there.
+    extends = run.answers["base_image"] == "extend-prebuilt"
+    command = "python train_entry.py" if extends else f"python -m {package} train"
+    drivers = channel_objects(run, channels["sm_drivers"])
+    assert json.loads(drivers["sourcecode.json"])["command"] == command
+    script = drivers["sm_train.sh"].decode()
+    assert "cd /opt/ml/input/data/code" in script and command in script, script
+    assert "scripts/environment.py" in drivers
+
+
+def test_training_cell_shows_status_changes_and_metrics(run):
+    """The status and metric lines the training cell printed are what DescribeTrainingJob reported, in order."""
+    job = run.training_job
+    lines = re.findall(r"^ *\d+ s  (\S.*)$", run.output, flags=re.MULTILINE)
+    transitions = [f"{t['Status']}: {t.get('StatusMessage', '')}" for t in job["SecondaryStatusTransitions"]]
+    metrics = [f"{m['MetricName']} = {m['Value']:g}" for m in job["FinalMetricDataList"]]
+    assert transitions and metrics, f"moto's job reports nothing to show: {job}"
+    assert lines == [*transitions, *metrics, f"{job['TrainingJobName']}: Completed"], run.output[-3000:]
 
 
 def test_metric_definitions_match_what_training_prints(run):
@@ -686,12 +769,18 @@ def test_metric_definitions_match_what_training_prints(run):
 
 
 def assert_metric_definitions(run: Run, definitions: list[dict[str, str]]) -> None:
+    """Each `name=value` line training prints has its definition, which reads that value alone; the others (the
+    progress lines') read numbers from lines training printed."""
     printed = dict(re.findall(r"^([\w:./-]+)=([0-9.eE+-]+)$", run.training_log, flags=re.MULTILINE))
     assert printed, f"training printed no metric lines:\n{run.training_log}"
-    assert {definition["Name"] for definition in definitions} == set(printed)
+    assert set(printed) <= {definition["Name"] for definition in definitions}
     for definition in definitions:
         matches = re.findall(definition["Regex"], run.training_log)
-        assert [float(value) for value in matches] == [float(printed[definition["Name"]])], definition
+        if definition["Name"] in printed:
+            assert [float(value) for value in matches] == [float(printed[definition["Name"]])], definition
+        else:
+            assert matches, f"{definition['Name']} reads nothing training printed:\n{run.training_log}"
+            assert all(math.isfinite(float(value)) for value in matches), definition
 
 
 def test_model_endpoint_and_invocations(run):
@@ -854,6 +943,7 @@ cases = {{
         ["max_wait_seconds", "max_runtime_seconds"],
     ),
     "a warm pool with tuning": ({{"tuning_jobs": 2, "keep_alive_seconds": 600}}, ["tuning_jobs", "keep_alive_seconds"]),
+    "local code with tuning": ({{"use_local_code": True, "tuning_jobs": 2}}, ["use_local_code", "tuning_jobs"]),
     "an unknown hyperparameter": (
         {{"tuning_jobs": 2, "tuning_ranges": {{"no_such_hyperparameter": [1, 2]}}}},
         ["no_such_hyperparameter", *(h.name for h in HYPERPARAMETERS)],
@@ -893,6 +983,7 @@ REFUSALS = [
     "spot with a warm pool",
     "max wait below the runtime",
     "a warm pool with tuning",
+    "local code with tuning",
     "an unknown hyperparameter",
     "a range outside the schema",
     "low not below high",
@@ -921,6 +1012,60 @@ def test_launch_options_that_cannot_work_are_refused_before_any_aws_call(refusal
 
 def test_launch_options_that_work_get_as_far_as_aws(refusals):
     assert refusals["accepted"]["error"] == "ReachedAws", refusals["accepted"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The notebook's install instruction is the README's and the Makefile's
+
+# The set-up cell, run as papermill would, in a kernel without the SDK: the error it raises is what a user reads.
+MISSING_SDK_HARNESS = """
+import json, sys, types
+
+sys.modules["boto3"] = types.ModuleType("boto3")
+sys.modules["sagemaker"] = None  # import sagemaker... raises ModuleNotFoundError, as where it is not installed
+notebook = json.load(open(sys.argv[1]))
+cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+set_up = next("".join(c["source"]) for c in cells if "check_job_options(" in "".join(c["source"]))
+try:
+    exec(set_up, {})
+    print(json.dumps({"error": "", "message": ""}))
+except Exception as error:
+    print(json.dumps({"error": type(error).__name__, "message": str(error)}))
+"""
+
+
+def makefile_recipe(makefile: str, target: str) -> str:
+    """The recipe lines of a Makefile target, joined; empty where the target is not defined."""
+    found = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.parametrize("scope", ["train+serve", "train-only"])
+def test_install_instruction_is_the_readme_and_makefile_s(bake_once, scope):
+    combination = next(c for c in SUPPORTED if c.scope == scope)
+    result = bake_once(**combination.answers())
+    assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+    project = result.project_path
+    notebook = project / "notebooks" / "launch.ipynb"
+    introduction = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+    raised = json.loads(in_project(project, "-c", MISSING_SDK_HARNESS, str(notebook)).stdout)
+    assert raised["error"] == "ModuleNotFoundError", raised
+    makefile = (project / "Makefile").read_text()
+    readme = (project / "README.md").read_text()
+    sdk_pins = set(re.findall(r"sagemaker==([\w.]+)", makefile_recipe(makefile, "launch-env")))
+    assert len(sdk_pins) == 1, f"make launch-env installs sagemaker at {sdk_pins or 'no pin'}"
+    for where, text in (("the first cell", introduction), ("the missing-SDK error", raised["message"])):
+        assert "pip install" not in text, f"{where} still tells users to pip install: {text}"
+        targets = re.findall(r"make ([\w-]+)", text)
+        assert "launch-env" in targets, f"{where} does not name make launch-env: {text}"
+        assert all(makefile_recipe(makefile, target) for target in targets), f"{where} names {targets}"
+        assert set(re.findall(r"sagemaker==([\w.]+)", text)) == sdk_pins, f"{where}: {text}"
+        assert ".venv-launch" in text and re.search(r"^LAUNCH_VENV \?= \.venv-launch$", makefile, re.M), where
+    assert "`make launch-env`" in readme
+    assert set(re.findall(r"sagemaker==([\w.]+)", readme)) <= sdk_pins
+    # The emulator runs the notebook on the SDK the project pins.
+    requirements = (TEMPLATE_DIR / "tests" / "requirements-notebook.txt").read_text()
+    assert set(re.findall(r"^sagemaker==([\w.]+)$", requirements, flags=re.MULTILINE)) == sdk_pins
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -973,6 +1118,10 @@ def required_permissions(call: Call, region: str, aws_names: dict[str, str]) -> 
         return [(f"logs:{call.operation}", f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}:*")]
     if call.service == "sts" and call.operation == "GetCallerIdentity":
         return []  # allowed to everyone
+    if call.service == "iam" and call.operation == "SimulatePrincipalPolicy":
+        # With source code, the SDK asks whether the role may write to the default bucket; refused, or unanswered,
+        # it stages the code there or in the output path's bucket, both the notebook's: no permission is needed.
+        return []
     raise AssertionError(f"the test does not know which permission {call.service} {call.operation} needs")
 
 
