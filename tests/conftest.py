@@ -145,7 +145,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         files |= {f"{src}/_runtime/{name}" for name in SERVING_MODULES}
         files |= {"tests/test_inference.py", "tests/test_server.py"}
     if answers.get("ci", "github-actions") == "github-actions":
-        files |= {".github/workflows/ci.yml", ".github/dependabot.yml"}
+        files |= {".github/workflows/ci.yml", ".github/workflows/release.yml", ".github/dependabot.yml"}
     return files
 
 
