@@ -16,6 +16,7 @@ MINIMUM_PYTHON="{{ cookiecutter.python_version }}"
 DOCTOR_TIMEOUT="${DOCTOR_TIMEOUT:-20}"
 [[ "$DOCTOR_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "DOCTOR_TIMEOUT must be a whole number of seconds, not '${DOCTOR_TIMEOUT}'."
 
+NEWLINE=$'\n'
 oks=0
 warnings=0
 problems=0
@@ -75,6 +76,10 @@ refusal() {
   printf '%s\n' "${message#ERROR: }"
 }
 
+first_line() {
+  printf '%s\n' "${1%%"$NEWLINE"*}"
+}
+
 plural() {
   if [[ "$1" -eq 1 ]]; then printf '%s %s' "$1" "$2"; else printf '%s %ss' "$1" "$2"; fi
 }
@@ -95,9 +100,20 @@ if ! has aws; then
   credentials_error="the AWS CLI was not found on PATH: install the AWS CLI v2"
 elif [[ "$region_shaped" == no ]]; then
   credentials_error="skip"
-elif ! account="$(bounded "$DOCTOR_TIMEOUT" aws sts get-caller-identity --query Account --output text --region "$region" 2>/dev/null)"; then
-  account=""
-  credentials_error="missing or expired: run 'aws configure' or 'aws sso login'"
+else
+  sts_status=0
+  answer="$(bounded "$DOCTOR_TIMEOUT" aws sts get-caller-identity --query Account --output text --region "$region" 2>&1)" \
+    || sts_status=$?
+  # The account is the last line; anything the CLI printed before it is a warning.
+  if [[ "$sts_status" -eq 0 && "${answer##*"$NEWLINE"}" =~ ^[0-9]{12}$ ]]; then
+    account="${answer##*"$NEWLINE"}"
+  elif [[ "$sts_status" -eq 124 ]]; then
+    credentials_error="AWS STS did not answer within ${DOCTOR_TIMEOUT}s: check the network (and HTTPS_PROXY, if you use one)"
+  elif [[ "$answer" == *"Could not connect to the endpoint URL"* ]]; then
+    credentials_error="AWS STS cannot be reached in region ${region} ($(first_line "$answer")): check the region and the network"
+  else
+    credentials_error="missing or expired ($(first_line "$answer")): run 'aws configure' or 'aws sso login'"
+  fi
 fi
 
 # Python and the project's environment.
@@ -175,7 +191,7 @@ elif lookup="$(bounded "$DOCTOR_TIMEOUT" aws ecr describe-repositories --reposit
 elif [[ "$lookup" == *RepositoryNotFoundException* ]]; then
   ok "ECR repository ${IMAGE_NAME} does not exist yet in ${region}: 'make push' creates it"
 else
-  problem "ECR repository ${IMAGE_NAME} cannot be looked up (${lookup%%$'\n'*}): the caller needs ecr:DescribeRepositories (iam-policy.json)"
+  problem "ECR repository ${IMAGE_NAME} cannot be looked up ($(first_line "$lookup")): the caller needs ecr:DescribeRepositories (iam-policy.json)"
 fi
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
 
@@ -225,7 +241,7 @@ elif ! trust="$(bounded "$DOCTOR_TIMEOUT" aws iam get-role --role-name "${role_a
   if [[ "$trust" == *NoSuchEntity* ]]; then
     problem "execution role ${role_arn} does not exist: create it with iam-policy.json's permissions (README, IAM)"
   else
-    warn "execution role ${role_arn}: not checked, iam:GetRole was refused (${trust%%$'\n'*})"
+    warn "execution role ${role_arn}: not checked, iam:GetRole was refused ($(first_line "$trust"))"
   fi
 elif printf '%s' "$trust" | "$PYTHON" -c '
 import json, sys

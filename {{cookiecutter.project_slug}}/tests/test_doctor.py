@@ -134,7 +134,8 @@ SCENARIOS = [
         {
             "docker": "problem  Docker's engine does not answer (within 20s), and 'make build-remote' needs AWS"
             " credentials: start Docker (or install it), or configure AWS credentials",
-            "credentials": "problem  AWS credentials: missing or expired: run 'aws configure' or 'aws sso login'",
+            "credentials": "problem  AWS credentials: missing or expired (Unable to locate credentials. Configure"
+            " them with aws configure.): run 'aws configure' or 'aws sso login'",
             "ecr": f"skip     ECR repository {IMAGE}: needs AWS credentials and a valid region",
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
             "login": "skip     login to AWS's prebuilt registry: needs AWS credentials and a valid region",
