@@ -501,3 +501,28 @@ def test_release_refuses_bad_settings_before_any_aws_call(bake_once, tmp_path, v
     assert release.returncode != 0
     assert message in release.output, release.output
     assert not release.actions and not release.calls and not release.summary
+
+
+def test_readme_names_every_variable_and_holds_valid_policies(baked):
+    combination, project = baked
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Release from CI\n", 1)[1].split("\n## ", 1)[0]
+    read = set()
+    for name in WORKFLOWS:
+        read |= set(re.findall(r"vars\.([A-Z_]+)", (project / ".github" / "workflows" / name).read_text()))
+    assert read >= {"AWS_ROLE_ARN", "AWS_REGION"}
+    for variable in read:
+        assert f"`{variable}`" in section, f"the README's Release from CI does not name the variable {variable}"
+    trust, permissions = (json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S))
+    (statement,) = trust["Statement"]
+    assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+    subjects = statement["Condition"]["StringLike"]["token.actions.githubusercontent.com:sub"]
+    assert "repo:OWNER/REPO:ref:refs/tags/v*" in subjects
+    assert all(subject.startswith("repo:OWNER/REPO:") for subject in subjects), "scoped to the repository"
+    actions: set[str] = set()
+    for entry in permissions["Statement"]:
+        actions |= {entry["Action"]} if isinstance(entry["Action"], str) else set(entry["Action"])
+    assert {"ecr:GetAuthorizationToken", "ecr:PutImage", "ecr:CreateRepository"} <= actions
+    if combination.base_image == "extend-prebuilt":
+        assert "repo:OWNER/REPO:pull_request" in subjects, "CI's image job assumes the role on pull requests"
+        assert "ecr:GetDownloadUrlForLayer" in actions, "pulling AWS's base image"
