@@ -6,6 +6,7 @@ status; the checks of common.sh that every script runs on its input before any A
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,16 @@ def project(workspace: Path) -> Path:  # noqa: F811 (test_scripts' fixture, buil
     sdk.mkdir(parents=True)
     (sdk / "METADATA").write_text(f"Metadata-Version: 2.1\nName: sagemaker\nVersion: {SDK}\n")
     python_standin(project / ".venv-launch" / "bin" / "python", sdk.parent)
+    # This suite may run on an older Python than the project asks for: the doctor's copy asks for this one.
+    require_python(project, f"{sys.version_info[0]}.{sys.version_info[1]}")
     return project
+
+
+def require_python(project: Path, version: str) -> None:
+    script = project / "scripts" / "doctor.sh"
+    text, found = re.subn(r'^MINIMUM_PYTHON="[0-9.]+"$', f'MINIMUM_PYTHON="{version}"', script.read_text(), flags=re.M)
+    assert found == 1, "the doctor's minimum Python was not found"
+    script.write_text(text)
 
 
 def doctor(project: Path, **variables: str) -> tuple[subprocess.CompletedProcess[str], list[str], list[list[str]]]:
@@ -216,7 +226,9 @@ def test_doctor_names_each_problem_and_its_fix(project, variables, lines, summar
 
 
 def test_doctor_without_docker_skips_buildx_and_finds_the_notebooks_role(project):
-    """No docker CLI, no environments, the role from the notebook's parameters, and iam:GetRole refused."""
+    """No docker CLI, a Python too old, no environments, the role from the notebook's parameters, and
+    iam:GetRole refused."""
+    require_python(project, "3.99")
     notebook_path = project / "notebooks" / "launch.ipynb"
     notebook = json.loads(notebook_path.read_text())
     cell = next(cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", []))
@@ -226,7 +238,9 @@ def test_doctor_without_docker_skips_buildx_and_finds_the_notebooks_role(project
     shutil.rmtree(project / ".venv-launch")
     finished, calls = run(project, ["scripts/doctor.sh"], ("aws", "uname"), FAKE_FAIL="iam-denied")
     assert finished.stdout.splitlines() == expected(
-        f"{len(ALL_OK) - {{ 6 if cookiecutter.base_image == "extend-prebuilt" else 5 }}} ok, 2 warnings, 2 problems: {BLOCKED}",
+        f"{len(ALL_OK) - {{ 7 if cookiecutter.base_image == "extend-prebuilt" else 6 }}} ok, 2 warnings, 3 problems: {BLOCKED}",
+        python=f"problem  Python {PYTHON_VERSION} (python3): this project needs 3.99 or later: install it and set"
+        " PYTHON",
         venv="problem  no .venv: run 'make install'",
         docker="warning  no docker CLI: 'make build-remote' builds in AWS CodeBuild instead, or start Docker for"
         " 'make build'",
@@ -310,6 +324,10 @@ while IFS=$'\\t' read -r check value; do
   printf '%s\\t%s\\n' "$status" "${message//$'\\n'/ }"
 done
 """
+
+
+def test_the_doctor_asks_for_the_projects_python():
+    assert 'MINIMUM_PYTHON="{{ cookiecutter.python_version }}"' in (PROJECT_DIR / "scripts" / "doctor.sh").read_text()
 
 
 def test_checks_take_good_values_and_refuse_bad_ones_naming_them(project):
