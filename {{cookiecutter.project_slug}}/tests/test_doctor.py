@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 IMAGE = "{{ cookiecutter.ecr_repository }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/SageMakerExecution"
-SDK = "3.27.0"
+# The SDK version `make launch-env` pins, which the doctor holds .venv-launch to.
+SDK = re.search(r'"sagemaker==([^"]+)"', (PROJECT_DIR / "Makefile").read_text()).group(1)
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
 PREBUILT = json.loads((PROJECT_DIR / "prebuilt-images.json").read_text())
 BASE_REGISTRY = f"{PREBUILT['training_accounts'][REGION]}.dkr.ecr.{REGION}.amazonaws.com"
