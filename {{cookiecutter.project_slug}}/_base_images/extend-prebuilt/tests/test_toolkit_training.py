@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 {% if cookiecutter.framework != "sklearn" %}import pytest
 
 {% endif %}from {{ cookiecutter.package_name }}._runtime.framework import FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.metrics import metric_definitions
 from {{ cookiecutter.package_name }}._runtime.tables import Schema
+from {{ cookiecutter.package_name }}.model import TASK
 
 {% if cookiecutter.framework != "sklearn" %}from .cluster import free_ports, host_trees, log_of, wait_all
 {% endif %}from .support import PACKAGE, PROJECT_DIR, SCHEMA, make_tree
@@ -63,7 +66,9 @@ def test_toolkit_trains_the_model(tmp_path):
     assert Schema.load(tree / "model") == SCHEMA
     assert (tree / "output" / "success").exists()
     assert not (tree / "output" / "failure").exists()
-    assert "validation:accuracy=" in finished.stdout + finished.stderr
+    # The toolkit passes the job's output on: every metric the launcher's definitions read, progress included.
+    for definition in metric_definitions(TASK):
+        assert re.search(definition["Regex"], finished.stdout + finished.stderr), definition
 
 
 def test_toolkit_reports_a_failing_job(tmp_path):
