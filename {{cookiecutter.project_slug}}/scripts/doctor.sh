@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check the set-up before building or launching: one line per check, ok or the problem and its fix.
-# Exits 1 when anything blocks; warnings do not. It only reads: nothing is created, built or pushed.
+# Exits 1 when anything blocks; warnings do not. It creates, builds and pushes nothing{% if cookiecutter.base_image == "extend-prebuilt" %} (Docker keeps
+# its login to AWS's registry, as after `make build`){% endif %}.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -235,6 +236,8 @@ elif [[ -n "$role_error" ]]; then
   problem "execution role (${role_source}): ${role_error}"
 elif [[ -z "$account" ]]; then
   skip "execution role ${role_arn}: its trust policy needs AWS credentials to check"
+elif ! has "$PYTHON"; then
+  skip "execution role ${role_arn}: its trust policy needs Python to read"
 elif [[ "$role_account" != "$account" ]]; then
   warn "execution role ${role_arn} is in account ${role_account}, the credentials in ${account}: its trust policy was not checked"
 elif ! trust="$(bounded "$DOCTOR_TIMEOUT" aws iam get-role --role-name "${role_arn##*/}" --query Role.AssumeRolePolicyDocument --output json 2>&1)"; then
