@@ -22,13 +22,13 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from .conftest import DEFAULTS, SUPPORTED, Combination, locked_versions, package_name
+from .conftest import DEFAULTS, SUPPORTED, TEMPLATE_DIR, Combination, locked_versions, package_name
 from .containers import Engine, EngineError, ImageInfo, RunOptions, detect, outside_writable_roots
 from .image_report import DOES_NOT_APPLY
 from .standins import PREBUILT_PYTHON, PREBUILT_TORCH, Base, NoBase, cache_dir, ensure_base
@@ -354,6 +354,77 @@ def test_train_with_a_broken_hyperparameter_fails_clearly(image: BuiltImage, eng
     assert BROKEN_HYPERPARAMETER in failure.read_text()
     assert not [path for path in (tree / "model").rglob("*") if path.is_file()], "a failed job left a model"
     assert outside == [], f"train wrote outside /opt/ml and /tmp: {outside}"
+
+
+# A job launched with the notebook's use_local_code: the SDK's start-up script (tests/sdk_source_code.py) runs in
+# place of the image's entrypoint, from the sm_drivers channel, and starts the project's code from the code channel.
+NOTEBOOK_PYTHON = TEMPLATE_DIR / ".venv-notebook" / "bin" / "python"
+LOCAL_CODE_MARKER = "byoc-test: model.py ran from"
+
+
+def local_code_job(image: BuiltImage, tree: Path) -> tuple[list[str], list[str]]:
+    """The channels such a job gets, in `tree`: the project's code, as the notebook stages it, with model.py changed to
+    print where it runs from, and the SDK's drivers; returns the job's container entrypoint and arguments."""
+    if not NOTEBOOK_PYTHON.exists():
+        pytest.fail(f"{NOTEBOOK_PYTHON} is missing: make .venv-notebook/installed creates it (the SageMaker SDK)")
+    package = package_name(image.project)
+    data = tree / "input" / "data"
+    code = data / "code"
+    unneeded = shutil.ignore_patterns("__pycache__")
+    if image.case.extends:
+        shutil.copytree(image.project / "toolkit", code, ignore=unneeded)
+    shutil.copytree(image.project / "src" / package, code / package, ignore=unneeded)
+    model = code / package / "model.py"
+    model.write_text(model.read_text() + f'\nprint(f"{LOCAL_CODE_MARKER} {{__file__}}", flush=True)\n')
+    command = "python train_entry.py" if image.case.extends else f"python -m {package} train"
+    started = subprocess.run(
+        [str(NOTEBOOK_PYTHON), str(Path(__file__).with_name("sdk_source_code.py")), str(data / "sm_drivers"), command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    # SageMaker lists every channel in inputdataconfig.json, the SDK's two as well.
+    config = tree / "input" / "config" / "inputdataconfig.json"
+    channels = json.loads(config.read_text())
+    for name in ("code", "sm_drivers"):
+        channels[name] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+    config.write_text(json.dumps(channels))
+    # The SDK's drivers read what SageMaker's resourceconfig.json holds besides the hosts; the sample tree has no need.
+    resources = tree / "input" / "config" / "resourceconfig.json"
+    instance = {"current_instance_type": "ml.m5.large", "current_group_name": "homogeneousCluster"}
+    resources.write_text(json.dumps({**json.loads(resources.read_text()), **instance}))
+    start = json.loads(started.stdout)
+    return start["entrypoint"], start["arguments"]
+
+
+def test_train_runs_uploaded_code_instead_of_the_image_s(image: BuiltImage, engine: Engine, tmp_path: Path):
+    tree = sample_tree(image.project, tmp_path / "ml")
+    entrypoint, arguments = local_code_job(image, tree)
+    options = replace(training_options(tree), entrypoint=entrypoint)
+    result, outside = run_to_end(engine, image.tag, arguments, options)
+    assert result.returncode == 0, result.stdout[-6000:]
+    # The changed model.py ran, from the code channel; the image's own copy has no such line.
+    ran_from = f"{LOCAL_CODE_MARKER} /opt/ml/input/data/code/{package_name(image.project)}/model.py"
+    assert ran_from in result.stdout, result.stdout[-6000:]
+    assert not (tree / "output" / "failure").exists()
+    assert [path for path in (tree / "model").rglob("*") if path.is_file()], "no model in /opt/ml/model"
+    assert re.search(r"^validation:accuracy=\d", result.stdout, re.M)
+    if image.case.extends and image.serves:
+        # The handlers go into the artifact from the uploaded code too.
+        packed = tree / "model" / "code" / package_name(image.project) / "model.py"
+        assert LOCAL_CODE_MARKER in packed.read_text()
+    assert outside == [], f"train wrote outside /opt/ml and /tmp: {outside}"
+
+    # SageMaker's contract holds as with the image's own entrypoint: the package's failure file, a non-zero exit.
+    broken = sample_tree(image.project, tmp_path / "broken")
+    entrypoint, arguments = local_code_job(image, broken)
+    hyperparameters = broken / "input" / "config" / "hyperparameters.json"
+    hyperparameters.write_text(json.dumps({**json.loads(hyperparameters.read_text()), BROKEN_HYPERPARAMETER: "1"}))
+    result, _ = run_to_end(engine, image.tag, arguments, replace(training_options(broken), entrypoint=entrypoint))
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert BROKEN_HYPERPARAMETER in (broken / "output" / "failure").read_text(), result.stdout[-3000:]
 
 
 def free_port() -> int:
