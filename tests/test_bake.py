@@ -52,7 +52,8 @@ def assert_renders_cleanly(result, answers):
     tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     nbformat.validate(nbformat.read(project / "notebooks" / "launch.ipynb", as_version=4))
-    assert all((project / "scripts" / name).stat().st_mode & 0o111 for name in ("build.sh", "push.sh"))
+    scripts = ("build.sh", "push.sh", "build_remote.sh")
+    assert all((project / "scripts" / name).stat().st_mode & 0o111 for name in scripts)
     return project
 
 

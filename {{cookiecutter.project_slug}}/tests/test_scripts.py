@@ -214,7 +214,7 @@ def push_calls(
 
 
 def test_scripts_are_strict():
-    for script in ("build.sh", "push.sh"):
+    for script in ("build.sh", "push.sh", "build_remote.sh"):
         lines = (PROJECT_DIR / "scripts" / script).read_text().splitlines()
         assert "set -euo pipefail" in lines, f"{script} must stop on the first failing step"
 
