@@ -136,6 +136,7 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         "tests/test_framework.py",
         "tests/test_scripts.py",
         "tests/test_train.py",
+        "tests/test_train_code.py",
         "tests/test_tuning.py",
     }
     if answers.get("base_image", "from-scratch") == "extend-prebuilt":
