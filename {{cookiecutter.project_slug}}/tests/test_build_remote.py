@@ -19,7 +19,7 @@ from .fake_cli import ACCOUNT, BUILD_FAILURE, BUILD_UUID, PASSWORD, log_link
 from .support import PACKAGE, PROJECT_DIR
 from .test_scripts import {% if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}CPU_INDEX, {% endif %}IMAGE, REGION, REGISTRY, TAG, argvs, make_workspace, run, stages
 
-# The slow tier: every test here but the archive's starts the script and Python stand-ins for aws.
+# The slow tier, like tests/test_scripts.py: most tests here start the script and Python stand-ins for aws.
 pytestmark = pytest.mark.slow
 
 PROJECT = "{{ cookiecutter.project_slug }}-image-build"
