@@ -752,6 +752,8 @@ def test_training_job_runs_the_image_or_the_uploaded_code(run):
     script = drivers["sm_train.sh"].decode()
     assert "cd /opt/ml/input/data/code" in script and command in script, script
     assert "scripts/environment.py" in drivers
+    # The SDK's warning that a command gets no hyperparameters as arguments does not apply: the package reads them.
+    assert "SM_HPS" not in run.output, run.output[-3000:]
 
 
 def test_training_cell_shows_status_changes_and_metrics(run):
