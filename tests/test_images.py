@@ -360,6 +360,7 @@ def test_train_with_a_broken_hyperparameter_fails_clearly(image: BuiltImage, eng
 # place of the image's entrypoint, from the sm_drivers channel, and starts the project's code from the code channel.
 NOTEBOOK_PYTHON = TEMPLATE_DIR / ".venv-notebook" / "bin" / "python"
 LOCAL_CODE_MARKER = "byoc-test: model.py ran from"
+UPLOADED_COPY = "# byoc-test: the uploaded copy\n"
 
 
 def local_code_job(image: BuiltImage, tree: Path) -> tuple[list[str], list[str]]:
@@ -374,8 +375,10 @@ def local_code_job(image: BuiltImage, tree: Path) -> tuple[list[str], list[str]]
     if image.case.extends:
         shutil.copytree(image.project / "toolkit", code, ignore=unneeded)
     shutil.copytree(image.project / "src" / package, code / package, ignore=unneeded)
+    for module in (code / package).rglob("*.py"):
+        module.write_text(module.read_text() + UPLOADED_COPY)
     model = code / package / "model.py"
-    model.write_text(model.read_text() + f'\nprint(f"{LOCAL_CODE_MARKER} {{__file__}}", flush=True)\n')
+    model.write_text(model.read_text() + f'print(f"{LOCAL_CODE_MARKER} {{__file__}}", flush=True)\n')
     command = "python train_entry.py" if image.case.extends else f"python -m {package} train"
     started = subprocess.run(
         [str(NOTEBOOK_PYTHON), str(Path(__file__).with_name("sdk_source_code.py")), str(data / "sm_drivers"), command],
@@ -413,8 +416,8 @@ def test_train_runs_uploaded_code_instead_of_the_image_s(image: BuiltImage, engi
     assert re.search(r"^validation:accuracy=\d", result.stdout, re.M)
     if image.case.extends and image.serves:
         # The handlers go into the artifact from the uploaded code too.
-        packed = tree / "model" / "code" / package_name(image.project) / "model.py"
-        assert LOCAL_CODE_MARKER in packed.read_text()
+        packed = list((tree / "model" / "code" / package_name(image.project)).rglob("*.py"))
+        assert packed and all(UPLOADED_COPY in module.read_text() for module in packed), packed
     assert outside == [], f"train wrote outside /opt/ml and /tmp: {outside}"
 
     # SageMaker's contract holds as with the image's own entrypoint: the package's failure file, a non-zero exit.
