@@ -33,6 +33,7 @@ USES = re.compile(r"^\s*(?:- )?uses:", re.M)
 ACCOUNT = "123456789012"  # what the project's fake `aws sts get-caller-identity` answers
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/github-release"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+REPOSITORY = "team/iris-classifier"
 CPU_INDEX = "https://cpu-wheels.example.invalid/simple"
 
 
@@ -294,19 +295,26 @@ def push_event(tag: str | None = None) -> dict[str, Any]:
         "ref_name": tag or "main",
         "ref_type": "tag" if tag else "branch",
         "sha": SHA,
+        "repository": REPOSITORY,
         "event": {},
     }
 
 
-def fork_pull_request() -> dict[str, Any]:
+def pull_request(head: str, fork: bool) -> dict[str, Any]:
+    """A pull request from a branch of repository `head`; `fork`: GitHub's mark on a head repository that is a fork."""
     return {
         "event_name": "pull_request",
         "ref": "refs/pull/7/merge",
         "ref_name": "7/merge",
         "ref_type": "branch",
         "sha": SHA,
-        "event": {"pull_request": {"head": {"repo": {"fork": True}}}},
+        "repository": REPOSITORY,
+        "event": {"pull_request": {"head": {"repo": {"full_name": head, "fork": fork}}}},
     }
+
+
+def fork_pull_request() -> dict[str, Any]:
+    return pull_request("someone-else/iris-classifier", fork=True)
 
 
 # Combinations whose workflows and everything their steps run (scripts/, prebuilt-images.json, the stand-ins)
@@ -419,6 +427,9 @@ def test_ci_needs_aws_only_when_the_role_is_set(baked, tmp_path):
         "test",
         "image-skipped",
     ], "a fork's pull request gets no OIDC token, even where the variable is set: it must skip the build too"
+    # A repository that is itself a fork (GitHub marks its own branches' pull requests fork: true) builds them.
+    own = {"github": pull_request(REPOSITORY, fork=True), "vars": with_role}
+    assert [job_id for job_id, job in workflow["jobs"].items() if condition(job.get("if"), own)] == ["test", "image"]
     assert workflow["jobs"]["image"]["permissions"] == {"contents": "read", "id-token": "write"}
     assert "image-skipped" not in [
         job_id
@@ -488,19 +499,22 @@ def test_release_by_hand_on_a_branch_pushes_the_commit_in_the_projects_region(ba
 @pytest.mark.parametrize(
     ("variables", "tag", "message"),
     [
-        ({}, "v1.2.0", "Set the repository variable AWS_ROLE_ARN"),
-        ({"AWS_ROLE_ARN": "github-release"}, "v1.2.0", "AWS_ROLE_ARN is 'github-release', not an IAM role ARN"),
-        ({"AWS_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:user/me"}, "v1.2.0", "not an IAM role ARN"),
-        ({"AWS_ROLE_ARN": ROLE}, "v1.2.0+build.5", "'v1.2.0+build.5' cannot tag an image"),
+        ({}, "v1.2.0", "ERROR: AWS_ROLE_ARN is not set: set the repository variable AWS_ROLE_ARN"),
+        ({"AWS_ROLE_ARN": "github-release"}, "v1.2.0", "ERROR: Malformed IAM role ARN 'github-release'"),
+        ({"AWS_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:user/me"}, "v1.2.0", "ERROR: Malformed IAM role ARN"),
+        ({"AWS_ROLE_ARN": ROLE}, "v1.2.0+build.5", "ERROR: IMAGE_TAG holds 'v1.2.0+build.5', which is not a valid"),
+        ({"AWS_ROLE_ARN": ROLE, "AWS_REGION": "eu-west"}, "v1.2.0", "ERROR: Unknown AWS region 'eu-west'"),
     ],
-    ids=["no-role", "role-name-only", "user-not-role", "tag-docker-refuses"],
+    ids=["no-role", "role-name-only", "user-not-role", "tag-docker-refuses", "region-malformed"],
 )
 def test_release_refuses_bad_settings_before_any_aws_call(bake_once, tmp_path, variables, tag, message):
     project = bake_once(**SUPPORTED[0].answers()).project_path
     release = run_job(project, "release.yml", "image", tmp_path, push_event(tag), variables)
     assert release.returncode != 0
     assert message in release.output, release.output
-    assert not release.actions and not release.calls and not release.summary
+    # Only the checkout ran, which the checks need (they are scripts/common.sh's).
+    assert [action for action, _ in release.actions] == ["actions/checkout"], release.actions
+    assert not release.calls and not release.summary
 
 
 def test_readme_names_every_variable_and_holds_valid_policies(baked):

@@ -82,7 +82,7 @@ base_image="$(prebuilt_image training "$region")"
 
 stages 5
 stage "Looking up the AWS account (region ${region})"
-account="$(aws_account)"
+account="$(aws_account "$region")"
 repository="$(registry_host "$account" "$region")/${IMAGE_NAME}"
 case "$region" in
   cn-*) partition=aws-cn ;;

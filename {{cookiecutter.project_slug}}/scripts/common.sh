@@ -153,12 +153,16 @@ require_variable() {
   [[ -n "${!name:-}" ]] || die "${name} is not set${hint:+: ${hint}}."
 }
 
+# The account of the caller's credentials. STS is asked in the region the scripts use: the AWS CLI v2 calls
+# STS's regional endpoints and refuses to guess one when none is configured.
 aws_account() {
-  local account
-  account="$(aws sts get-caller-identity --query Account --output text)" \
+  local region="$1" account
+  account="$(aws sts get-caller-identity --region "$region" --query Account --output text)" \
     || die "AWS credentials are missing or expired: run 'aws configure' or 'aws sso login' and try again."
   printf '%s\n' "$account"
 }
+
+{%- if cookiecutter.base_image == "extend-prebuilt" %}
 
 # AWS's prebuilt image for a role (training or inference) in a region, as listed in prebuilt-images.json.
 prebuilt_image() {
@@ -172,6 +176,7 @@ print(table[sys.argv[1] + "_accounts"].get(sys.argv[2], "-"), table[sys.argv[1] 
   [[ "$account" != "-" ]] || die "AWS publishes no prebuilt ${role} image in region ${region} (see prebuilt-images.json)."
   printf '%s/%s\n' "$(registry_host "$account" "$region")" "$image"
 }
+{%- endif %}
 
 registry_host() {
   local account="$1" region="$2" domain="amazonaws.com"

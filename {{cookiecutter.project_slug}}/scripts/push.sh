@@ -21,7 +21,7 @@ docker image inspect "${IMAGE_NAME}:${tag}" >/dev/null 2>&1 \
 
 stages 4
 stage "Looking up the AWS account (region ${region})"
-account="$(aws_account)"
+account="$(aws_account "$region")"
 registry="$(registry_host "$account" "$region")"
 
 stage "Making sure ECR repository ${IMAGE_NAME} exists"

@@ -82,7 +82,7 @@ def expected_calls(
     *, create_repository: bool = True, create_project: bool = True, bucket: str = BUCKET, head_bucket: bool = True
 ) -> list[list[str]]:
     calls = [
-        ["aws", "sts", "get-caller-identity", "--query", "Account", "--output", "text"],
+        ["aws", "sts", "get-caller-identity", "--region", REGION, "--query", "Account", "--output", "text"],
         ["aws", "ecr", "describe-repositories", "--repository-names", IMAGE, "--region", REGION],
     ]
     if create_repository:

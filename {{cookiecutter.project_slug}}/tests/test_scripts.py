@@ -186,7 +186,7 @@ def push_calls(
     calls = [
         ["docker", "info"],
         ["docker", "image", "inspect", f"{IMAGE}:{TAG}"],
-        ["aws", "sts", "get-caller-identity", "--query", "Account", "--output", "text"],
+        ["aws", "sts", "get-caller-identity", "--region", region, "--query", "Account", "--output", "text"],
         ["aws", "ecr", "describe-repositories", "--repository-names", IMAGE, "--region", region],
     ]
     if create:

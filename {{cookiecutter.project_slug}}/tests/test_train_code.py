@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-IMAGE_URI = "123456789012.dkr.ecr.{{ cookiecutter.aws_region }}.amazonaws.com/{{ cookiecutter.ecr_repository }}:v1"
+# In another region than the project's default: the job must run in the image's.
+IMAGE_URI = "123456789012.dkr.ecr.ap-south-1.amazonaws.com/{{ cookiecutter.ecr_repository }}:v1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-training"
 # Writes its arguments, one a line, beside itself.
 RECORDING_PAPERMILL = '#!/bin/sh\nprintf "%s\\n" "$@" > "$0.argv"\n'
@@ -47,7 +48,8 @@ def recorded(launch_venv: Path) -> list[str] | None:
 def test_runs_the_notebook_with_local_code(tmp_path: Path, launch_venv: Path):
     result = make_train_code(tmp_path, launch_venv, IMAGE_URI=IMAGE_URI, ROLE_ARN=ROLE_ARN)
     assert result.returncode == 0, result.stderr
-    parameters = ["-p", "image_uri", IMAGE_URI, "-p", "role_arn", ROLE_ARN, "-p", "use_local_code", "True"]
+    parameters = ["-p", "image_uri", IMAGE_URI, "-p", "role_arn", ROLE_ARN, "-p", "region", "ap-south-1"]
+    parameters += ["-p", "use_local_code", "True"]
 {%- if cookiecutter.scope == "train+serve" %}
     parameters += ["-p", "deploy", "False"]  # a code change is tested by training; deploying stays a choice
 {%- endif %}
@@ -66,8 +68,10 @@ def test_runs_the_notebook_with_local_code(tmp_path: Path, launch_venv: Path):
     [
         ({"ROLE_ARN": ROLE_ARN}, ["IMAGE_URI", "make push"]),
         ({"IMAGE_URI": IMAGE_URI}, ["ROLE_ARN", "arn:aws:iam::<account>:role/<name>"]),
+        ({"IMAGE_URI": "{{ cookiecutter.ecr_repository }}:v1", "ROLE_ARN": ROLE_ARN}, ["'{{ cookiecutter.ecr_repository }}:v1'"]),
+        ({"IMAGE_URI": IMAGE_URI, "ROLE_ARN": "sagemaker-training"}, ["Malformed IAM role ARN 'sagemaker-training'"]),
     ],
-    ids=["no image URI", "no role"],
+    ids=["no image URI", "no role", "image URI without a registry", "role name, not an ARN"],
 )
 def test_refuses_a_missing_variable(tmp_path: Path, launch_venv: Path, variables: dict[str, str], named: list[str]):
     result = make_train_code(tmp_path, launch_venv, **variables)
