@@ -50,6 +50,7 @@ PARALLEL_RUNS = 3  # kernels mostly wait on imports and the emulator; 3 keeps 2 
 RUN_TIMEOUT = 300
 
 ACCOUNT = "123456789012"  # moto's default account
+EMULATOR_AGENT = "byoc-test-emulator"  # notebook_kernel_startup.py's own requests carry it in their user agent
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/notebook-test"
 BUCKET = "sagemaker-notebook-test"  # inside the policy's sagemaker-* buckets
 # Two hosts, each with its own share of the train files, for the frameworks that train across hosts;
@@ -261,6 +262,8 @@ def parse_recorded(line: str) -> Call | None:
     if parts.path.startswith("/moto-api/"):
         return None  # the test's own set-up calls
     headers = {key.lower(): value for key, value in entry["headers"].items()}
+    if EMULATOR_AGENT in headers.get("user-agent", ""):
+        return None  # what notebook_kernel_startup.py writes, as SageMaker would (the job's log)
     body = entry.get("body") or ""
     raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
     scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", headers.get("authorization", ""))
@@ -357,7 +360,9 @@ def as_sagemaker_string(value: Any) -> str:
 # One run
 
 
-def kernel_environment(workdir: Path, project: Path, moto: MotoServer, fail_operation: str | None) -> dict[str, str]:
+def kernel_environment(
+    workdir: Path, project: Path, moto: MotoServer, fail_operation: str | None, job_log: list[str]
+) -> dict[str, str]:
     ipython = workdir / "ipython" / "profile_default" / "startup"
     ipython.mkdir(parents=True)
     (ipython / "00-emulator.py").write_text(STARTUP_FILE.read_text())
@@ -385,6 +390,7 @@ def kernel_environment(workdir: Path, project: Path, moto: MotoServer, fail_oper
             "JUPYTER_PLATFORM_DIRS": "1",
             "BYOC_TEST_NETWORK_LOG": str(workdir / "network-attempts.log"),
             "BYOC_TEST_FALLBACK_PATH": sysconfig.get_paths()["purelib"],
+            "BYOC_TEST_JOB_LOG": json.dumps(job_log),
         }
     )
     if fail_operation:
@@ -497,7 +503,7 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
                 "--parameters_yaml",
                 json.dumps(parameters),
             ],
-            env=kernel_environment(workdir, run.project, moto, fail_operation),
+            env=kernel_environment(workdir, run.project, moto, fail_operation, job_log(run)),
             capture_output=True,
             text=True,
             timeout=RUN_TIMEOUT,
@@ -526,6 +532,13 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
             "".join(item.get("text", "")) for cell in notebook["cells"] for item in cell.get("outputs", [])
         )
     return run
+
+
+def job_log(run: Run) -> list[str]:
+    """What each host of the training job logs in the emulator: what the project's own training run printed."""
+    lines = [line.rstrip() for line in run.training_log.splitlines() if line.strip()]
+    assert len(lines) >= 2, f"training printed fewer than 2 lines:\n{run.training_log}"
+    return lines
 
 
 def tuning(run: Run) -> bool:
@@ -764,6 +777,19 @@ def test_training_cell_shows_status_changes_and_metrics(run):
     metrics = [f"{m['MetricName']} = {m['Value']:g}" for m in job["FinalMetricDataList"]]
     assert transitions and metrics, f"moto's job reports nothing to show: {job}"
     assert lines == [*transitions, *metrics, f"{job['TrainingJobName']}: Completed"], run.output[-3000:]
+
+
+def test_training_cell_streams_the_job_log(run):
+    """Every line each host logged is printed once, in order, though the log appears only after the job started and
+    grows while it runs (notebook_kernel_startup.py: no log group on the first look, then two parts)."""
+    hosts = run.training_job["ResourceConfig"]["InstanceCount"]
+    looks = [call.json() for call in run.calls if call.service == "logs" and call.operation == "DescribeLogStreams"]
+    assert len(looks) >= 3, f"the training cell looked at the job's log {len(looks)} times"
+    for host in range(1, hosts + 1):
+        expected = [line.replace("host=algo-1", f"host=algo-{host}") for line in job_log(run)]
+        shown = [f"[algo-{host}] {line}" if hosts > 1 else line for line in expected]
+        printed = [line for line in run.output.splitlines() if line in shown]
+        assert printed == shown, run.output[-3000:]
 
 
 def test_metric_definitions_match_what_training_prints(run):
