@@ -15,8 +15,7 @@ collect_tags
 require python3 "Install Python 3.11 or later and try again."
 {%- endif %}
 {%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
-[[ -n "${PIP_EXTRA_INDEX_URL:-}" ]] \
-  || die "requirements.txt locks torch's CPU build, which only PyTorch's CPU wheel index has: export PIP_EXTRA_INDEX_URL=<that index> and build again."
+require_cpu_wheel_index
 {%- endif %}
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
 require aws "Install the AWS CLI v2 and try again."
@@ -41,9 +40,8 @@ done
 
 stages 3
 {%- if cookiecutter.base_image == "from-scratch" %}
-# The image installs requirements.txt: a lock that no longer matches pyproject.toml stops here, not in pip.
 stage "Checking requirements.txt against pyproject.toml"
-python3 scripts/check_lock.py || die "requirements.txt is out of date: run 'make lock', then build again."
+check_lock
 {%- endif %}
 stage "Checking Docker and Buildx"
 require_docker

@@ -69,12 +69,10 @@ check_region "$region"
   || die "BUILD_BUCKET '${BUILD_BUCKET}' is not an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'."
 [[ "$POLL_SECONDS" =~ ^[0-9]+$ ]] || die "POLL_SECONDS '${POLL_SECONDS}' is not a whole number of seconds."
 {%- if cookiecutter.base_image == "from-scratch" %}
-# The image installs requirements.txt: a stale lock stops here, not minutes later in the cloud.
-python3 scripts/check_lock.py || die "requirements.txt is out of date: run 'make lock', then build again."
+check_lock
 {%- endif %}
 {%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
-[[ -n "${PIP_EXTRA_INDEX_URL:-}" ]] \
-  || die "requirements.txt locks torch's CPU build, which only PyTorch's CPU wheel index has: export PIP_EXTRA_INDEX_URL=<that index> and build again."
+require_cpu_wheel_index
 {%- endif %}
 {%- if cookiecutter.base_image == "extend-prebuilt" %}
 base_image="$(prebuilt_image training "$region")"

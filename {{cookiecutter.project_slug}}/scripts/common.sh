@@ -178,6 +178,22 @@ print(table[sys.argv[1] + "_accounts"].get(sys.argv[2], "-"), table[sys.argv[1] 
 }
 {%- endif %}
 
+{%- if cookiecutter.base_image == "from-scratch" %}
+
+# The image installs requirements.txt: a lock that no longer matches pyproject.toml stops a build before it
+# starts, not minutes later in pip (locally or in CodeBuild).
+check_lock() {
+  python3 scripts/check_lock.py || die "requirements.txt is out of date: run 'make lock', then build again."
+}
+{%- endif %}
+{%- if cookiecutter.base_image == "from-scratch" and cookiecutter.framework == "pytorch" and cookiecutter.processor == "cpu" %}
+
+require_cpu_wheel_index() {
+  [[ -n "${PIP_EXTRA_INDEX_URL:-}" ]] \
+    || die "requirements.txt locks torch's CPU build, which only PyTorch's CPU wheel index has: export PIP_EXTRA_INDEX_URL=<that index> and build again."
+}
+{%- endif %}
+
 registry_host() {
   local account="$1" region="$2" domain="amazonaws.com"
   if [[ "$region" == cn-* ]]; then
