@@ -15,6 +15,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 # In another region than the project's default: the job must run in the image's.
 IMAGE_URI = "123456789012.dkr.ecr.ap-south-1.amazonaws.com/{{ cookiecutter.ecr_repository }}:v1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-training"
+WITHOUT_REGISTRY = "{{ cookiecutter.ecr_repository }}:v1"
 # Writes its arguments, one a line, beside itself.
 RECORDING_PAPERMILL = '#!/bin/sh\nprintf "%s\\n" "$@" > "$0.argv"\n'
 
@@ -68,7 +69,7 @@ def test_runs_the_notebook_with_local_code(tmp_path: Path, launch_venv: Path):
     [
         ({"ROLE_ARN": ROLE_ARN}, ["IMAGE_URI", "make push"]),
         ({"IMAGE_URI": IMAGE_URI}, ["ROLE_ARN", "arn:aws:iam::<account>:role/<name>"]),
-        ({"IMAGE_URI": "{{ cookiecutter.ecr_repository }}:v1", "ROLE_ARN": ROLE_ARN}, ["'{{ cookiecutter.ecr_repository }}:v1'"]),
+        ({"IMAGE_URI": WITHOUT_REGISTRY, "ROLE_ARN": ROLE_ARN}, [f"Malformed ECR image URI '{WITHOUT_REGISTRY}'"]),
         ({"IMAGE_URI": IMAGE_URI, "ROLE_ARN": "sagemaker-training"}, ["Malformed IAM role ARN 'sagemaker-training'"]),
     ],
     ids=["no image URI", "no role", "image URI without a registry", "role name, not an ARN"],
