@@ -66,8 +66,10 @@ image_tag() {
   fi
 }
 
-# Docker's rule for a tag; ECR's for a repository name (ECR_REPOSITORY_SHAPE, below, 2 to 256 characters).
-DOCKER_TAG_SHAPE='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
+# Docker's rule for a tag (TAG_NAME, also part of IMAGE_URI_SHAPE below); ECR's for a repository name
+# (ECR_REPOSITORY_SHAPE, below, 2 to 256 characters).
+TAG_NAME='[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}'
+DOCKER_TAG_SHAPE="^${TAG_NAME}\$"
 
 check_tag() {
   local source="$1" tag="$2"
@@ -111,10 +113,11 @@ aws_region() {
 # Checks of the values the scripts hand to AWS, run before any AWS call so a typo is named here instead
 # of surfacing as an AWS error halfway through. Patterns sit in variables: bash 3.2 and later read an
 # unquoted variable after =~ as a regular expression.
-REGION_SHAPE='^[a-z]{2}(-gov)?-[a-z]+-[0-9]+$'
+REGION_NAME='[a-z]{2}(-gov)?-[a-z]+-[0-9]+'
+REGION_SHAPE="^${REGION_NAME}\$"
 ROLE_ARN_SHAPE='^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$'
 ECR_REPOSITORY_SHAPE='([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*'
-IMAGE_URI_SHAPE="^[0-9]{12}\\.dkr\\.ecr\\.([a-z]{2}(-gov)?-[a-z]+-[0-9]+)\\.amazonaws\\.com(\\.cn)?/${ECR_REPOSITORY_SHAPE}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?\$"
+IMAGE_URI_SHAPE="^[0-9]{12}\\.dkr\\.ecr\\.(${REGION_NAME})\\.amazonaws\\.com(\\.cn)?/${ECR_REPOSITORY_SHAPE}(:${TAG_NAME}|@sha256:[0-9a-f]{64})?\$"
 
 check_region() {
   local region="$1"
