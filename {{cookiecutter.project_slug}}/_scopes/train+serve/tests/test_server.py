@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import pickle
 import shutil
 import signal
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}._runtime.inference import model_fn
-from {{ cookiecutter.package_name }}._runtime.server import ServedModel, negotiate
+from {{ cookiecutter.package_name }}._runtime.server import THREAD_VARIABLES, ServedModel, negotiate, share_cores
 
 from .support import FEATURES, PACKAGE, SCHEMA, child_environment, csv_body, sample_rows
 
@@ -105,6 +106,9 @@ def server(trained_tree):
     assert code == 0, log
     assert "Traceback" not in log, log
     assert log.count("Booting worker") == 2, log
+    # Each of the two workers gets its share of the CPUs, where this environment does not say otherwise.
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert all(f"{name}={os.environ.get(name, share)}" in log for name in THREAD_VARIABLES), log
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +142,16 @@ def invoke(server, body, content_type="text/csv", accept=None):
     if accept:
         headers["Accept"] = accept
     return server.request("POST", "/invocations", body, headers)
+
+
+def test_workers_share_the_cpus_unless_a_variable_says_otherwise(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    environ = {"OMP_NUM_THREADS": "3"}
+    share_cores(4, environ)
+    assert environ == {name: "3" if name == "OMP_NUM_THREADS" else "2" for name in THREAD_VARIABLES}
+    more_workers_than_cpus = {}
+    share_cores(16, more_workers_than_cpus)
+    assert set(more_workers_than_cpus.values()) == {"1"}
 
 
 def test_ping_is_healthy(server):

@@ -299,4 +299,7 @@ class FrameworkModel:
         (output,) = signature.structured_outputs.values()
         # The signature says the task: probabilities (n, K) for a classifier, values (n,) for a regression.
         num_classes = int(output.shape[-1]) if output.shape.rank == 2 else None
-        return cls(loaded.serve, int(spec.shape[-1]), num_classes, loaded)
+        # The traced graph itself: calling the restored function instead matches its arguments against
+        # every signature it was saved with on each call, which takes longer than the network's maths.
+        serve = loaded.serve.get_concrete_function(tf.TensorSpec(spec.shape, tf.float32))
+        return cls(serve, int(spec.shape[-1]), num_classes, loaded)
