@@ -83,7 +83,7 @@ RUNTIME_MODULES = (
 FRAMEWORK_RUNTIME_MODULES = {
     "sklearn": (),
     "pytorch": ("distributed.py",),
-    "tensorflow": ("batches.py", "checkpoints.py", "distributed.py"),
+    "tensorflow": ("batches.py", "checkpoints.py", "distributed.py", "network.py"),
 }
 SERVING_MODULES = ("inference.py", "payloads.py", "server.py")
 

@@ -1,6 +1,10 @@
 """The TensorFlow runtime under the contract, for whatever network, columns and task model.py and data.py declare."""
 
 import dataclasses
+import json
+import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,11 +13,20 @@ import tensorflow as tf
 from {{ cookiecutter.package_name }} import model
 from {{ cookiecutter.package_name }}._runtime.batches import BatchPlan
 from {{ cookiecutter.package_name }}._runtime.contract import DefinitionError, TrainedModel, TrainingJob
-from {{ cookiecutter.package_name }}._runtime.framework import MODEL_VERSION, RUNTIME_HYPERPARAMETERS, FrameworkModel
+from {{ cookiecutter.package_name }}._runtime.framework import (
+    LITERT_FILE,
+    MODEL_VERSION,
+    RUNTIME_HYPERPARAMETERS,
+    FrameworkModel,
+    LiteRTNetwork,
+    litert_installed,
+)
 from {{ cookiecutter.package_name }}._runtime.hyperparameters import defaults
 from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split
 
-from .support import CLASSIFICATION, FEATURES, good_enough, sample_rows
+from .support import CLASSIFICATION, FEATURES, PACKAGE, child_environment, good_enough, sample_rows
+
+needs_litert = pytest.mark.skipif(not litert_installed(), reason="LiteRT is not installed (a GPU project's lock)")
 
 # Enough to tell two models apart by their weights, not to learn anything.
 FEW_EPOCHS = 2
@@ -123,9 +136,62 @@ def test_save_and_load_give_the_same_answers(trained, tmp_path):
     assert loaded.num_features == len(FEATURES)
     if CLASSIFICATION:
         np.testing.assert_array_equal(loaded.classes, trained.classes)
-        np.testing.assert_array_equal(loaded.probabilities(rows), trained.probabilities(rows))
+        # LiteRT's kernels round the last bits of a float32 differently from TensorFlow's.
+        np.testing.assert_allclose(loaded.probabilities(rows), trained.probabilities(rows), rtol=1e-5, atol=1e-6)
     else:
         assert loaded.classes is None
+
+
+@needs_litert
+def test_the_export_holds_a_litert_model_that_serving_loads_without_tensorflow(trained, tmp_path):
+    path = trained.save(tmp_path)
+    assert (path / LITERT_FILE).is_file()
+    # What the server's worker does: load the model and answer, in a fresh interpreter.
+    rows = sample_rows(5)
+    script = (
+        "import json, sys\n"
+        f"from {PACKAGE}._runtime.framework import FrameworkModel\n"
+        f"loaded = FrameworkModel.load(__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        f"answers = loaded.predict(__import__('numpy').array({rows.tolist()!r}))\n"
+        "print(json.dumps({'answers': answers.tolist(), 'tensorflow': 'tensorflow' in sys.modules}))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], env=child_environment(), capture_output=True, text=True, check=True
+    )
+    seen = json.loads(finished.stdout.splitlines()[-1])
+    assert seen["tensorflow"] is False, "serving a LiteRT model must not import TensorFlow"
+    np.testing.assert_allclose(seen["answers"], trained.predict(rows), rtol=1e-5, atol=1e-6)
+
+
+@needs_litert
+def test_a_savedmodel_without_its_litert_model_is_served_by_tensorflow(trained, tmp_path):
+    (trained.save(tmp_path) / LITERT_FILE).unlink()  # a SavedModel made elsewhere
+    loaded = FrameworkModel.load(tmp_path)
+    assert not isinstance(loaded._serve, LiteRTNetwork)
+    rows = sample_rows()
+    np.testing.assert_array_equal(loaded.predict(rows), trained.predict(rows))
+
+
+@needs_litert
+def test_a_network_litert_cannot_run_is_exported_without_it_saying_why(trained, tmp_path, monkeypatch, caplog):
+    def no_such_operation(*args, **kwargs):
+        raise RuntimeError("op 'SomeCustomOp' is neither a custom op nor a flex op")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", no_such_operation)
+    with caplog.at_level(logging.WARNING):
+        path = trained.save(tmp_path)
+    assert not (path / LITERT_FILE).exists()
+    assert "LiteRT cannot run this network (op 'SomeCustomOp'" in caplog.text
+    assert "the server will answer with TensorFlow" in caplog.text
+
+
+@needs_litert
+def test_a_litert_model_that_answers_differently_is_left_out(trained, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(LiteRTNetwork, "__call__", lambda self, rows: np.zeros_like(trained._serve(rows)) + 0.5)
+    with caplog.at_level(logging.WARNING):
+        path = trained.save(tmp_path)
+    assert not (path / LITERT_FILE).exists()
+    assert "LiteRT answers differently" in caplog.text
 
 
 def test_saving_twice_replaces_the_version(trained, tmp_path):

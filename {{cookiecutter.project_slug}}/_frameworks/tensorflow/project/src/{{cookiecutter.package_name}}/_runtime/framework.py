@@ -1,47 +1,50 @@
 """TensorFlow / Keras under the contract: trains model.py's network, exports a SavedModel, answers with it.
 
-This is the only runtime module that knows the framework, with the three beside it: distributed.py
-(joining the hosts), checkpoints.py (resuming a stopped job) and batches.py (which rows each step
-takes). The artifact is a SavedModel under a numeric version folder (`model/1/`), which is what
-TensorFlow Serving loads and what `FrameworkModel.load` reads back. Its serving signature takes rows
-of raw features (float32, in the schema's order) and returns class probabilities, shape (n, K), for
-classification, or the predicted numbers, shape (n,), for regression: the standardisation of the
-inputs (and of a regression target) is inside it, so TensorFlow Serving answers directly.
+This is the only runtime module that knows the framework, with the four beside it: network.py (the
+training loop and the export), distributed.py (joining the hosts), checkpoints.py (resuming a
+stopped job) and batches.py (which rows each step takes). The artifact is a SavedModel under a
+numeric version folder (`model/1/`), which is what TensorFlow Serving loads and what
+`FrameworkModel.load` reads back. Its serving signature takes rows of raw features (float32, in the
+schema's order) and returns class probabilities, shape (n, K), for classification, or the predicted
+numbers, shape (n,), for regression: the standardisation of the inputs (and of a regression target)
+is inside it, so TensorFlow Serving answers directly.
 
-Training runs under `tf.distribute.MultiWorkerMirroredStrategy`, one worker per host of the job;
-a single host is a world of one. The loop is our own (`strategy.run` per step) rather than
-Keras's `fit`, which does not train dependably under that strategy across hosts.
+Where LiteRT (TensorFlow's runtime for inference) is installed, as the CPU lock installs it, the
+version folder also holds the network converted for it (`model/1/model.tflite`), and this project's
+server answers with that: LiteRT imports in a tenth of a second where TensorFlow takes seconds (at
+every worker's start, and a serverless endpoint's every cold start), and runs a small network in
+microseconds where a TensorFlow function call takes hundreds. The export checks that LiteRT answers
+as TensorFlow does; a network it cannot run (an operation LiteRT lacks) is exported without it and
+served by TensorFlow, as is a SavedModel made elsewhere, and every model of a GPU project (whose lock
+leaves LiteRT out: its endpoint runs the network on the GPU). This module imports TensorFlow
+(network.py) only to train, to export, or to serve a SavedModel.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from .. import model
-from .batches import BatchPlan, step_inputs
-from .checkpoints import EpochCheckpoints
 from .contract import DefinitionError, TrainingJob
-from .distributed import from_every_host, join_cluster, normalisation_statistics, peers_watched
-from .hyperparameters import checkpoint_key
-from .metrics import EpochProgress
-from .tables import column_moments
 
 MODEL_VERSION = "1"
 BUILDERS = ("build_network", "build_optimizer")
 # The hyperparameters this runtime reads itself; model.py's builders read the others.
 RUNTIME_HYPERPARAMETERS = ("epochs", "batch_size", "seed")
+LITERT_FILE = "model.tflite"
 
 
 def check_hyperparameters() -> None:
+    from .. import model  # model.py imports Keras, and so TensorFlow: only training needs it
+
     declared = {parameter.name for parameter in model.HYPERPARAMETERS}
     missing = [name for name in RUNTIME_HYPERPARAMETERS if name not in declared]
     if missing:
@@ -51,182 +54,51 @@ def check_hyperparameters() -> None:
         )
 
 
-def is_classification() -> bool:
-    return model.TASK == "classification"
+def litert_installed() -> bool:
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
+class LiteRTNetwork:
+    """An exported network on LiteRT's interpreter: numpy rows (float32) -> numpy answers."""
+
+    def __init__(self, converted: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        # The server sets this to each worker's share of the CPUs (server.share_cores).
+        threads = os.environ.get("TF_NUM_INTRAOP_THREADS")
+        interpreter = Interpreter(model_content=converted, num_threads=int(threads) if threads else None)
+        self._run = interpreter.get_signature_runner("serving_default")
+        ((self._input, rows),) = self._run.get_input_details().items()
+        ((self._output, answers),) = self._run.get_output_details().items()
+        self.num_features = int(rows["shape_signature"][-1])
+        # Probabilities (n, K) for a classifier, values (n,) for a regression.
+        self.num_classes = int(answers["shape_signature"][-1]) if len(answers["shape_signature"]) == 2 else None
+        self._lock = threading.Lock()  # the interpreter's tensors are its own: one call at a time
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._run(**{self._input: np.asarray(rows, dtype=np.float32)})[self._output]
 
 
 @dataclass(frozen=True)
-class Standardisation:
-    """Statistics over every host's rows: of the features, and of the target for regression."""
+class Trained:
+    """What training leaves for the export: the Keras model, the statistics it standardises with, its serving
+    function."""
 
-    mean: np.ndarray
-    variance: np.ndarray
-    target_mean: float = 0.0
-    target_std: float = 1.0
-
-    def targets(self, labels: np.ndarray) -> np.ndarray:
-        """What the network learns: class indices, or the standardised target."""
-        if is_classification():
-            return labels
-        return ((labels - self.target_mean) / self.target_std).astype("float32")
-
-
-def standardisation(strategy: tf.distribute.Strategy, features: np.ndarray, labels: np.ndarray) -> Standardisation:
-    if is_classification():
-        return Standardisation(*normalisation_statistics(strategy, *column_moments(features)))
-    # One collective for both: the target is one more column.
-    mean, variance = normalisation_statistics(strategy, *column_moments(features, labels))
-    width = features.shape[1]
-    target_std = float(np.sqrt(variance[width])) or 1.0  # a constant target: nothing to scale
-    return Standardisation(mean[:width], variance[:width], float(mean[width]), target_std)
-
-
-def wrapped_network(
-    num_features: int, num_outputs: int, params: Mapping[str, Any], stats: Standardisation
-) -> keras.Model:
-    """model.py's network behind a layer that standardises its inputs with every host's statistics."""
-    network = model.build_network(num_features, num_outputs, dict(params))
-    if not isinstance(network, keras.Layer):
-        raise DefinitionError(f"model.py's build_network must return a Keras model, not {type(network).__name__}")
-    wrapped = keras.Sequential(
-        [
-            keras.Input(shape=(num_features,), dtype="float32"),
-            keras.layers.Normalization(mean=stats.mean, variance=stats.variance),
-            network,
-        ]
-    )
-    shape = tuple(wrapped.output_shape[1:])
-    if shape != (num_outputs,):
-        what = "one logit per class" if is_classification() else "one value"
-        raise DefinitionError(
-            f"model.py's build_network must map {num_features} features to {num_outputs} output(s) per row "
-            f"({what}), but its network gives shape {shape}"
-        )
-    return wrapped
-
-
-def built_optimizer(params: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    optimizer = model.build_optimizer(dict(params))
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise DefinitionError(
-            f"model.py's build_optimizer must return a Keras optimizer, not {type(optimizer).__name__}"
-        )
-    return optimizer
-
-
-def row_losses(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy on logits (classification) or squared error on the standardised target (regression)."""
-    if is_classification():
-        return keras.losses.sparse_categorical_crossentropy(targets, outputs, from_logits=True)
-    return tf.square(outputs[:, 0] - targets)
-
-
-def make_train_step(
-    strategy: tf.distribute.Strategy, network: keras.Model, optimizer: keras.optimizers.Optimizer
-) -> Callable[..., tf.Tensor]:
-    def replica_step(features: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-        # Rows in this step over every replica: each replica's loss is its share of the global mean,
-        # and the optimizer sums the replicas' gradients, giving the gradient one host would compute.
-        rows = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(weights))
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(row_losses(targets, network(features, training=True)) * weights) / rows
-        gradients = tape.gradient(loss, network.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
-        return loss
-
-    @tf.function
-    def train_step(features: Any, targets: Any, weights: Any) -> tf.Tensor:
-        losses = strategy.run(replica_step, args=(features, targets, weights))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    return train_step
-
-
-def agreed_sizes(strategy: tf.distribute.Strategy, plan: BatchPlan, labels: np.ndarray) -> tuple[int, int, int]:
-    """What every host must agree on, whatever rows it holds: how many outputs there are and steps to take;
-    and the rows an epoch takes over all hosts (each host's own when sharded, else the rows every host holds)."""
-    outputs = labels.max() + 1 if is_classification() else 1
-    local = np.array([outputs, plan.local_steps(len(labels)), len(labels)])
-    hosts = from_every_host(strategy, local)
-    num_outputs, steps = (int(value) for value in hosts[:, :2].max(axis=0))
-    epoch_rows = int(hosts[:, 2].sum()) if plan.sharded else len(labels)
-    return num_outputs, steps, epoch_rows
-
-
-def train_network(
-    strategy: tf.distribute.Strategy,
-    job: TrainingJob,
-    features: np.ndarray,
-    labels: np.ndarray,
-    params: Mapping[str, Any],
-) -> tuple[keras.Model, Standardisation]:
-    local_replicas = len(strategy.extended.worker_devices)
-    plan = BatchPlan(
-        params["batch_size"],
-        job.cluster.rank,
-        local_replicas,
-        strategy.num_replicas_in_sync,
-        job.sharded,
-        params["seed"],
-    )
-    num_outputs, steps, epoch_rows = agreed_sizes(strategy, plan, labels)
-    stats = standardisation(strategy, features, labels)
-    with strategy.scope():
-        network = wrapped_network(features.shape[1], num_outputs, params, stats)
-        optimizer = built_optimizer(params)
-        optimizer.build(network.trainable_variables)
-        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoints = EpochCheckpoints(
-        job.checkpoint_dir,
-        job.cluster,
-        checkpoint_key(params, with_epochs=job.tuning),
-        network=network,
-        optimizer=optimizer,
-        epochs=epochs_done,
-    )
-    checkpoints.restore()
-    resumed = from_every_host(strategy, np.array([int(epochs_done.numpy())]))
-    if resumed.min() != resumed.max():
-        raise RuntimeError(f"the hosts resumed from different checkpoints (epochs {resumed.ravel().tolist()})")
-    if int(resumed.max()) > params["epochs"]:
-        raise ValueError(
-            f"the checkpoint holds {int(resumed.max())} epochs, more than this job's epochs={params['epochs']}: "
-            "ask for at least that many, or give the job another checkpoint location"
-        )
-
-    train_step = make_train_step(strategy, network, optimizer)
-    targets = stats.targets(labels)
-    epochs = params["epochs"]
-    progress = EpochProgress(int(epochs_done.numpy()), epochs, job.cluster.current_host)
-    for epoch in range(int(epochs_done.numpy()), epochs):
-        losses = [
-            float(train_step(*step_inputs(strategy, plan, features, targets, parts)))
-            for parts in plan.epoch(len(labels), epoch, steps)
-        ]
-        # The loss of a regression is in standardised units: 1.0 is as good as answering the mean.
-        progress.epoch_done(epoch + 1, float(np.mean(losses)), epoch_rows)
-        epochs_done.assign(epoch + 1)
-        checkpoints.save()
-    checkpoints.remove()
-    return network, stats
-
-
-def serving_function(network: keras.Model, stats: Standardisation) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Rows of raw features -> what TensorFlow Serving answers: class probabilities, or the target's values."""
-    spec = tf.TensorSpec((None, network.input_shape[-1]), tf.float32)
-    if is_classification():
-        return tf.function(lambda rows: tf.nn.softmax(network(rows, training=False)), input_signature=[spec])
-    mean, std = tf.constant(stats.target_mean, tf.float32), tf.constant(stats.target_std, tf.float32)
-    return tf.function(lambda rows: network(rows, training=False)[:, 0] * std + mean, input_signature=[spec])
+    network: Any
+    stats: Any
+    serve: Any
 
 
 class FrameworkModel:
-    def __init__(self, serve: Callable[[tf.Tensor], Any], num_features: int, num_classes: int | None, owner: Any):
-        self._serve = serve  # the serving signature's function: probabilities, or values
+    def __init__(
+        self, serve: Callable[[np.ndarray], np.ndarray], num_features: int, num_classes: int | None, owner: Any
+    ):
+        self._serve = serve  # rows -> the serving signature's answer: probabilities, or values
         self._num_features = num_features
         self._num_classes = num_classes  # None for regression
-        # What owns the variables: the Keras model after training (exportable), or the loaded
-        # SavedModel (kept referenced, or TensorFlow frees the variables `serve` reads).
+        # What owns the variables: what training left (exportable), or the loaded model (kept
+        # referenced, or TensorFlow frees the variables `serve` reads).
         self._owner = owner
 
     @classmethod
@@ -234,22 +106,16 @@ class FrameworkModel:
         cls, features: np.ndarray, labels: np.ndarray, params: Mapping[str, Any], job: TrainingJob
     ) -> FrameworkModel:
         check_hyperparameters()
-        # The strategy makes a replica of every visible GPU by itself; job.num_gpus needs no handling here.
-        cluster = job.cluster
-        keras.utils.set_random_seed(params["seed"])
-        with peers_watched(cluster, f"while waiting {cluster.timeout_seconds:g} s for every host to start"):
-            strategy = join_cluster(cluster)
-        with peers_watched(cluster, "during training"):
-            # The rows stay as read, in memory or memory-mapped: each step converts only its own rows
-            # to float32, and the statistics come from the same values, so both give one model.
-            network, stats = train_network(strategy, job, features, labels, params)
-        num_classes = int(network.output_shape[-1]) if is_classification() else None
-        return cls(serving_function(network, stats), int(features.shape[1]), num_classes, network)
+        from . import network
+
+        trained, stats, serve = network.fit(features, labels, params, job)
+        num_classes = int(trained.output_shape[-1]) if network.is_classification() else None
+        return cls(network.answers(serve), int(features.shape[1]), num_classes, Trained(trained, stats, serve))
 
     @property
-    def network(self) -> keras.Model | None:
+    def network(self) -> Any:
         """The trained Keras model (standardisation, then model.py's network); None once loaded."""
-        return self._owner if isinstance(self._owner, keras.Model) else None
+        return self._owner.network if isinstance(self._owner, Trained) else None
 
     @property
     def num_features(self) -> int:
@@ -259,47 +125,54 @@ class FrameworkModel:
     def classes(self) -> np.ndarray | None:
         return None if self._num_classes is None else np.arange(self._num_classes)
 
-    def _answers(self, features: np.ndarray) -> np.ndarray:
-        return self._serve(tf.constant(features, dtype=tf.float32)).numpy()
-
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self._num_classes is None:
-            return self._answers(features).astype(np.float64)
-        return np.argmax(self._answers(features), axis=1).astype(np.int64)
+            return self._serve(features).astype(np.float64)
+        return np.argmax(self._serve(features), axis=1).astype(np.int64)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if self._num_classes is None:
             raise ValueError("a regression model gives numbers, not class probabilities")
-        return self._answers(features)
+        return self._serve(features)
 
     def save(self, model_dir: Path) -> Path:
-        """Export the SavedModel atomically: a reader never sees half a model."""
+        """Export the model atomically: a reader never sees half of it."""
         if self.network is None:
-            raise ValueError("a loaded SavedModel cannot be exported again; train a model to save one")
+            raise ValueError("a loaded model cannot be exported again; train a model to save one")
+        from . import network
+
+        trained = self._owner
         model_dir.mkdir(parents=True, exist_ok=True)
         target = model_dir / MODEL_VERSION
         partial = model_dir / f".{MODEL_VERSION}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        archive = keras.export.ExportArchive()
-        archive.track(self.network)
-        archive.add_endpoint("serve", self._serve)  # the first endpoint is also TF Serving's serving_default
-        archive.write_out(str(partial), verbose=False)
+        network.export_savedmodel(trained.network, trained.serve, partial)
+        if litert_installed():
+            self._export_litert(partial)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
         return target
+
+    def _export_litert(self, savedmodel: Path) -> None:
+        from . import network
+
+        # Rows spread around the training data's centre: what LiteRT must answer as TensorFlow does.
+        stats = self._owner.stats
+        spread = np.random.default_rng(0).standard_normal((16, len(stats.mean)))
+        probe = (stats.mean + np.sqrt(stats.variance) * spread).astype(np.float32)
+        converted = network.litert_model(savedmodel, probe, self._serve(probe))
+        if converted is not None:
+            (savedmodel / LITERT_FILE).write_bytes(converted)
 
     @classmethod
     def load(cls, model_dir: Path) -> FrameworkModel:
         versions = sorted((path for path in model_dir.iterdir() if path.name.isdigit()), key=lambda p: int(p.name))
         if not versions:
             raise FileNotFoundError(f"no SavedModel version folder (e.g. {MODEL_VERSION}/) in {model_dir}")
-        loaded = tf.saved_model.load(str(versions[-1]))
-        signature = loaded.signatures["serving_default"]
-        (spec,) = signature.structured_input_signature[1].values()
-        (output,) = signature.structured_outputs.values()
-        # The signature says the task: probabilities (n, K) for a classifier, values (n,) for a regression.
-        num_classes = int(output.shape[-1]) if output.shape.rank == 2 else None
-        # The traced graph itself: calling the restored function instead matches its arguments against
-        # every signature it was saved with on each call, which takes longer than the network's maths.
-        serve = loaded.serve.get_concrete_function(tf.TensorSpec(spec.shape, tf.float32))
-        return cls(serve, int(spec.shape[-1]), num_classes, loaded)
+        converted = versions[-1] / LITERT_FILE
+        if converted.is_file() and litert_installed():
+            lite = LiteRTNetwork(converted.read_bytes())
+            return cls(lite, lite.num_features, lite.num_classes, lite)
+        from . import network
+
+        return cls(*network.load_savedmodel(versions[-1]))
