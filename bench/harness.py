@@ -103,12 +103,11 @@ class Project:
         return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)[:, [header.index(name) for name in names]]
 
 
-def install(project_root: Path, venv_dir: Path) -> Path:
-    """A virtual environment with the project and its pinned dependencies, as its image installs them."""
-    steps = [
-        [sys.executable, "-m", "venv", str(venv_dir)],
-        [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "."],
-    ]
+def install(project_root: Path, venv_dir: Path, *requirements: Path) -> Path:
+    """A virtual environment with the project and its pinned dependencies, as its image installs them,
+    plus the pinned `requirements` files (an anchor stack's)."""
+    pip = [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "."]
+    steps = [[sys.executable, "-m", "venv", str(venv_dir)], pip + [f"-r{path}" for path in requirements]]
     for step in steps:
         finished = subprocess.run(step, cwd=project_root, capture_output=True, text=True, timeout=1800, check=False)
         if finished.returncode != 0:
@@ -155,11 +154,11 @@ def predictions(answer: bytes, content_type: str) -> list[str]:
     return answer.decode().split()
 
 
-def post(port: int, payload: Payload) -> tuple[int, bytes]:
+def post(port: int, payload: Payload, path: str = "/invocations") -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         headers = {"Content-Type": payload.content_type, "Accept": payload.content_type}
-        connection.request("POST", "/invocations", payload.body, headers)
+        connection.request("POST", path, payload.body, headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -174,16 +173,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _children(pid: int) -> list[int]:
+def _session_members(session: int) -> list[int]:
+    """Every process of a session, those a launcher left to init included (MMS's Java frontend)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # the process ended while we looked
-        if int(fields[1]) == pid:
-            child = int(stat.parent.name)
-            found += [child, *_children(child)]
+        if int(fields[3]) == session:
+            found.append(int(stat.parent.name))
     return found
 
 
@@ -206,14 +205,25 @@ def _cpu_ticks(pid: int) -> int:
 class ServerProcess:
     """A server as a process of its own: start, wait for /ping, measure, SIGTERM."""
 
-    def __init__(self, name: str, command: list[str], environ: dict[str, str], port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        environ: dict[str, str],
+        port: int,
+        log_path: Path,
+        cwd: Path | None = None,  # where a server writes files of its own (MMS and TorchServe: logs/)
+        invocation_path: str = "/invocations",
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log_path
+        self.invocation_path = invocation_path
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             command,
             env=environ,
+            cwd=cwd,
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so nothing is left behind
@@ -237,16 +247,32 @@ class ServerProcess:
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} did not answer /ping within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def wait_answered(self, payload: Payload, expected: list[str], timeout: float = 120.0) -> float:
+        """Seconds from process start to the first right answer to `payload` (MMS answers /ping before its
+        workers have loaded the model)."""
+        answer = b""
+        while time.perf_counter() - self.started < timeout:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code} before answering:\n{self.log_tail()}")
+            try:
+                status, answer = post(self.port, payload, self.invocation_path)
+                if status == 200 and predictions(answer, payload.content_type) == expected:
+                    return time.perf_counter() - self.started
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+                pass  # not listening yet, or an answer that is not one yet
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.name} gave no right answer within {timeout:.0f} s (last {answer[:200]!r})")
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server's processes have used so far: what a start costs, however busy
         the machine is."""
         ticks = os.sysconf("SC_CLK_TCK")
-        return sum(_cpu_ticks(pid) for pid in [self.process.pid, *_children(self.process.pid)]) / ticks
+        return sum(_cpu_ticks(pid) for pid in _session_members(self.process.pid)) / ticks
 
     def peak_rss_mib(self) -> float:
         """The sum of the high-water marks of the server's processes (shared pages counted in each)."""
-        pids = [self.process.pid, *_children(self.process.pid)]
-        return sum(_high_water_kib(pid) for pid in pids) / 1024
+        return sum(_high_water_kib(pid) for pid in _session_members(self.process.pid)) / 1024
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, as SageMaker stops a container; the exit code, or an error if it hangs."""

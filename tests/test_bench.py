@@ -20,6 +20,7 @@ from .conftest import TEMPLATE_DIR
 
 sys.path.insert(0, str(TEMPLATE_DIR / "bench"))
 
+import anchors
 import harness
 import load
 import run
@@ -33,6 +34,7 @@ def short_run(tmp_path_factory) -> tuple[int, dict, str]:
     output = tmp_path_factory.mktemp("bench") / "figures.json"
     argv = ["--frameworks", "sklearn", "--client", "python", "--seconds", "0.3", "--rounds", "2"]
     argv += ["--cold-starts", "0", "--train-runs", "1", "--ceiling-seconds", "0.1", "--connections", "2"]
+    argv += ["--stacks", "ours", "reference"]  # the anchors install their own environments: too slow here
     code = run.main([*argv, "--output", str(output)])
     return code, json.loads(output.read_text(encoding="utf-8")), str(output)
 
@@ -85,6 +87,12 @@ def test_a_server_that_never_gets_healthy_is_reported(failing_server):
     with pytest.raises(RuntimeError, match="did not answer /ping"):
         failing_server.wait_healthy(timeout=1)
     assert failing_server.cpu_seconds() > 0  # it was running, just never healthy
+
+
+def test_a_server_that_never_answers_rightly_is_reported(failing_server):
+    payload = harness.Payload("csv-1", "text/csv", b"5.1,3.5,1.4,0.2\n")
+    with pytest.raises(RuntimeError, match="gave no right answer"):
+        failing_server.wait_answered(payload, ["0"], timeout=1)
 
 
 def test_a_server_that_exits_is_reported(tmp_path):
@@ -228,3 +236,62 @@ def test_synthetic_training_data_follows_the_schema_and_is_repeatable():
     assert np.array_equal(features[:, 0], np.round(features[:, 0], 4))
     assert set(np.unique(labels)) == {0, 1, 2}
     assert [training.default_batch_size(rows) for rows in (10_000, 100_000, 1_000_000)] == [32, 128, 512]
+
+
+def test_each_framework_gets_the_anchors_that_can_serve_it():
+    assert anchors.applicable("sklearn") == ["ours", "reference", "mms"]
+    assert anchors.applicable("pytorch") == ["ours", "mms", "torchserve"]
+    assert anchors.applicable("tensorflow") == ["ours", "mms"]
+    assert all(anchors.low_port() < 32768 for _ in range(5))  # MMS refuses higher ports
+
+
+def stack_figures(rps: float, p99_ms: float, runs: list[float]) -> dict:
+    return {"rps": rps, "p50_ms": p99_ms / 2, "p99_ms": p99_ms, "errors": 0, "requests": 1, "runs_rps": runs}
+
+
+def framework_figures(framework: str, stacks: dict[str, tuple[float, float]]) -> dict:
+    """A framework's figures as bench_serving makes them: our req/s 1,000 on 2 workers, a single-thread rate 600."""
+    entries = {
+        payload: run.payload_entry({name: stack_figures(*row, [row[0]]) for name, row in stacks.items()}, 600.0, 2)
+        for payload in ("csv-1", "csv-100")
+    }
+    entries["csv-1"]["ours"]["runs_rps"] = [1000.0, 700.0]  # one round below 80% of the median
+    return {
+        "framework": framework,
+        "payloads": entries,
+        "cold_start_s": dict.fromkeys(stacks, 1.0),
+        "cold_start_cpu_s": dict.fromkeys(stacks, 0.5),
+        "ready_answer_s": {name: 1.0 if name == "ours" else 4.0 for name in stacks},
+        "peak_rss_mib": dict.fromkeys(stacks, 100.0),
+        "exit_codes": {name: [0] for name in stacks},
+        "train": {f"{kind}_{unit}": 1.0 for kind in ("entrypoint", "direct", "overhead") for unit in ("s", "cpu_s")},
+    }
+
+
+def test_the_table_and_the_targets_set_ours_against_every_anchor():
+    frameworks = {
+        "sklearn": framework_figures("sklearn", {"ours": (1000, 2.0), "reference": (200, 8.0), "mms": (250, 1.0)}),
+        "pytorch": framework_figures("pytorch", {"ours": (1000, 2.0), "mms": (300, 9.0), "torchserve": (400, 6.0)}),
+    }
+    entry = frameworks["sklearn"]["payloads"]["csv-1"]
+    assert entry["ceiling_rps"] == 1200 and entry["fraction_of_ceiling"] == pytest.approx(1000 / 1200)
+    assert entry["vs"]["mms"] == {"rps_ratio": 4.0, "p99_ratio": 0.5} and entry["rps_ratio"] == 5.0
+    found = {target["target"]: target for target in run.targets(frameworks)}
+    assert found["sklearn csv-1: req/s vs mms"]["met"] and found["sklearn csv-100: req/s vs mms"]["threshold"] == 2.5
+    assert not found["sklearn csv-1: mms p99 / ours (ours lower)"]["met"]  # MMS's p99 1 ms, ours 2 ms
+    assert not found["sklearn csv-1: our slowest round / our median"]["met"]
+    assert found["sklearn csv-100: our slowest round / our median"]["met"]
+    assert found["sklearn csv-1: fraction of in-process ceiling (workers x single-thread rate)"]["met"]
+    assert found["sklearn: MMS / our seconds to a first right answer"]["value"] == 4.0
+    assert found["pytorch csv-1: req/s vs torchserve"]["value"] == 2.5
+    assert found["pytorch csv-100: torchserve p99 / ours (ours lower)"]["met"]
+    machine = {"cpus": 2, "load_average": (0.5, 0.5, 0.5)}
+    settings = {"workers": 2, "client": "wrk", "connections": 8, "seconds": 5, "rounds": 3}
+    results = {"settings": settings, "machine": machine, "frameworks": frameworks, "targets": list(found.values())}
+    printed = run.table(results)
+    rows = [line.split() for line in printed.splitlines()]
+    assert ["pytorch", "csv-1", "torchserve", "400", "2.50x", "3.00", "6.00", "3.00x", "0", "-"] in rows
+    assert ["sklearn", "csv-1", "ours", "1,000", "-", "1.00", "2.00", "-", "0", "83%"] in rows
+    assert ["sklearn", "mms", "1.00", "0.50", "4.00", "4.00", "100", "1.00", "all", "0"] in rows
+    assert "[MISSED] sklearn csv-1: mms p99 / ours (ours lower): 0.5 (target 1)" in printed
+    assert run.failures(results) == []
