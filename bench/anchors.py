@@ -108,7 +108,10 @@ def torchserve_server(project: Project, python: Path, workers: int, log_dir: Pat
     config = work_dir / "config.properties"
     config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()), encoding="utf-8")
     store = torchserve_store(project, python, log_dir)
-    environ = _environ(project, python, work_dir, MODEL_DIR=str(project.model_dir))
+    # One OpenMP thread a worker, as MMS and our server give theirs: TorchServe leaves torch at one a
+    # core, and two workers on two cores would then fight over them.
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    environ = _environ(project, python, work_dir, MODEL_DIR=str(project.model_dir), OMP_NUM_THREADS=threads)
     command = [str(python), str(ANCHORS_DIR / "torchserve" / "serve.py"), "--ncs", "--ts-config", str(config)]
     command += ["--model-store", str(store), "--models", "model=model"]
     return ServerProcess("torchserve", command, environ, port, log_dir / f"torchserve-{port}.log", cwd=work_dir)

@@ -3,7 +3,8 @@
 Each project runs in an environment of its own holding what its image holds: the project installed
 with its pinned dependencies and nothing else (the benchmark's own packages, pandas for one, would
 slow every import). A server is started as a real process on 127.0.0.1 and watched from outside:
-time from start to the first 200 from /ping, peak resident memory of its process tree, exit code
+time from start to the first 200 from /ping and to the first right answer, peak resident memory
+of its processes (its session: every process it started, those reparented included), exit code
 after SIGTERM.
 """
 
