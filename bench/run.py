@@ -118,13 +118,8 @@ def load_runs(servers: dict[str, ServerProcess], payloads: list[Payload], drive:
     warm_up = min(1.0, args.seconds)
     for payload in payloads:  # the reference loads its model on its first request
         for server in servers.values():
-            drive(
-                f"http://127.0.0.1:{server.port}{server.invocation_path}",
-                payload.body,
-                payload.content_type,
-                warm_up,
-                2,
-            )
+            url = f"http://127.0.0.1:{server.port}{server.invocation_path}"
+            drive(url, payload.body, payload.content_type, warm_up, 2)
     for round_index in range(args.rounds):
         order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
         for payload in payloads:
