@@ -310,11 +310,17 @@ def reference_server(project: Project, workers: int, log_dir: Path) -> ServerPro
     return ServerProcess("reference", command, environ, port, log_dir / f"reference-{port}.log")
 
 
+# The math libraries' thread settings: one thread each makes the in-process ceiling a single-thread rate
+# (left at one a core, a busy machine's other processes stall OpenMP's threads, PyTorch's most of all).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
 def in_process(project: Project, *args: str) -> dict:
-    """bench/inprocess.py in the project's environment; its JSON answer."""
+    """bench/inprocess.py in the project's environment, one math thread unless the caller set them; its JSON answer."""
+    threads = {name: os.environ.get(name, "1") for name in THREAD_VARIABLES}
     finished = subprocess.run(
         [project.interpreter, str(BENCH_DIR / "inprocess.py"), "--package", project.package, *args],
-        env=project.environ(),
+        env=project.environ(**threads),
         capture_output=True,
         text=True,
         timeout=600,
