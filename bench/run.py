@@ -12,6 +12,7 @@ figures as JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 import anchors
 import harness
 import load
+import training
 from harness import Payload, Project, ServerProcess
 
 RESULTS_DIR = harness.BENCH_DIR / "results"
@@ -74,6 +76,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold-starts", type=int, default=5, help="starts timed per stack (0: none)")
     parser.add_argument("--train-runs", type=int, default=3, help="timed runs of train and of the bare model code")
     parser.add_argument("--ceiling-seconds", type=float, default=2.0, help="length of one in-process loop")
+    parser.add_argument(
+        "--training-rows",
+        nargs="*",
+        type=int,
+        default=[100_000],
+        metavar="N",
+        help="also measure training throughput (bench/training.py) on N synthetic rows per framework "
+        "(default 100000; none given: skip)",
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/bench-<time>.json)")
     return parser.parse_args(argv)
 
@@ -351,6 +362,15 @@ def failures(results: dict) -> list[str]:
     return found
 
 
+def training_throughput(frameworks: list[str], rows: list[int], scratch: Path) -> dict:
+    """bench/training.py's figures for the same frameworks, its progress on stderr (the report is stdout)."""
+    figures = scratch / "training.json"
+    options = ["--frameworks", *frameworks, "--rows", *map(str, rows), "--json", str(figures)]
+    with contextlib.redirect_stdout(sys.stderr):
+        training.main(options)
+    return json.loads(figures.read_text(encoding="utf-8"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.client == "wrk" and not load.wrk_available():
@@ -379,12 +399,20 @@ def main(argv: list[str] | None = None) -> int:
             figures.update(bench_serving(project, scratch, drive, args))
             label = f"{project.framework}:{project.root.name}" if args.project else project.framework
             results["frameworks"][label] = figures
+        if args.training_rows and not args.project:
+            results["training"] = training_throughput(args.frameworks, args.training_rows, scratch)
     results["targets"] = targets(results["frameworks"])
     results["failures"] = failures(results)
+    for case in results.get("training", {}).get("cases", []):
+        if "error" in case:
+            results["failures"].append(f"training {case['framework']} at {case['rows']} rows: {case['error'][:300]}")
     output = args.output or RESULTS_DIR / f"bench-{results['date'].replace(':', '')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print(table(results))
+    if "training" in results:
+        print(f"\nTraining throughput (bench/training.py, {results['training']['settings']['epochs']} epochs):")
+        print(training.table(results["training"]))
     print(f"\nfigures saved to {output}")
     for failure in results["failures"]:
         print(f"FAILED: {failure}", file=sys.stderr)

@@ -35,8 +35,17 @@ def short_run(tmp_path_factory) -> tuple[int, dict, str]:
     argv = ["--frameworks", "sklearn", "--client", "python", "--seconds", "0.3", "--rounds", "2"]
     argv += ["--cold-starts", "0", "--train-runs", "1", "--ceiling-seconds", "0.1", "--connections", "2"]
     argv += ["--stacks", "ours", "reference"]  # the anchors install their own environments: too slow here
+    argv += ["--training-rows", "200"]
     code = run.main([*argv, "--output", str(output)])
     return code, json.loads(output.read_text(encoding="utf-8")), str(output)
+
+
+def test_a_short_run_reports_training_throughput_beside_serving(short_run):
+    _, figures, _ = short_run
+    (case,) = figures["training"]["cases"]
+    assert (case["framework"], case["rows"]) == ("sklearn", 200)
+    assert "error" not in case, case
+    assert "sklearn" in training.table(figures["training"])
 
 
 def test_frameworks_are_read_from_the_template():
