@@ -304,3 +304,6 @@ def test_the_table_and_the_targets_set_ours_against_every_anchor():
     assert ["sklearn", "mms", "1.00", "0.50", "4.00", "4.00", "100", "1.00", "all", "0"] in rows
     assert "[MISSED] sklearn csv-1: mms p99 / ours (ours lower): 0.5 (target 1)" in printed
     assert run.failures(results) == []
+    frameworks["sklearn"]["payloads"]["csv-1"]["mms"]["errors"] = 2  # an anchor's, shown in the table
+    frameworks["sklearn"]["payloads"]["csv-100"]["ours"]["errors"] = 1
+    assert run.failures(results) == ["sklearn csv-100 ours: 1 errors"]
