@@ -1,8 +1,9 @@
 """The anchor stacks: AWS's generic inference servers, each serving the project's own handlers.
 
 - mms: the sagemaker-inference toolkit on Multi Model Server, every framework. The user module is
-  bench/anchors/mms/inference.py (the project's model_fn, input_fn, predict_fn, output_fn, as AWS's
-  prebuilt images load code/inference.py), the handler service bench/anchors/mms/handler_service.py
+  the template's own toolkit/inference.py, which extend-prebuilt projects ship as code/inference.py
+  for AWS's prebuilt images (the project's model_fn, input_fn, predict_fn, output_fn), written for
+  the project's package; the handler service is bench/anchors/mms/handler_service.py
   (DefaultHandlerService with a Transformer), started by the toolkit's start_model_server.
 - torchserve: TorchServe, PyTorch projects only, with bench/anchors/torchserve/handler.py.
 
@@ -26,6 +27,14 @@ from harness import Project, ServerProcess
 ANCHORS_DIR = harness.BENCH_DIR / "anchors"
 STACKS = ("ours", "reference", "mms", "torchserve")
 ANCHOR_STACKS = ("mms", "torchserve")
+# What extend-prebuilt projects ship as code/inference.py.
+TOOLKIT_HANDLERS = (
+    harness.PROJECT_TEMPLATE
+    / "_combinations"
+    / "base_image=extend-prebuilt,scope=train+serve"
+    / "toolkit"
+    / "inference.py"
+)
 MMS_MAX_PORT = 32767  # MMS refuses ports from 32768 up (where Linux hands out ephemeral ones)
 
 
@@ -61,6 +70,16 @@ def _environ(project: Project, python: Path, work_dir: Path, **variables: str) -
     return environ
 
 
+def user_module(project: Project, folder: Path) -> Path:
+    """The template's toolkit/inference.py for this project's package, in `folder` (for PYTHONPATH)."""
+    text = TOOLKIT_HANDLERS.read_text(encoding="utf-8").replace("{{ cookiecutter.package_name }}", project.package)
+    if "{{" in text or "{%" in text:
+        raise RuntimeError(f"{TOOLKIT_HANDLERS} holds template syntax the benchmark does not fill in")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inference.py").write_text(text, encoding="utf-8")
+    return folder
+
+
 def mms_server(project: Project, python: Path, workers: int, log_dir: Path) -> ServerProcess:
     """MMS through the toolkit, with the toolkit's own settings for the port, workers and model folder."""
     port = low_port()
@@ -70,7 +89,8 @@ def mms_server(project: Project, python: Path, workers: int, log_dir: Path) -> S
         project,
         python,
         work_dir,
-        PYTHONPATH=str(ANCHORS_DIR / "mms"),  # the handler service and the user module
+        # The user module, then the handler service.
+        PYTHONPATH=os.pathsep.join([str(user_module(project, work_dir / "code")), str(ANCHORS_DIR / "mms")]),
         SAGEMAKER_BIND_TO_PORT=str(port),
         SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
         MMS_CONFIG_FILE=str(work_dir / "mms.properties"),
