@@ -34,6 +34,7 @@ LEFT_OUT = (
     "_runtime/framework.py",
     "_runtime/inference.py",
     "_runtime/metrics.py",
+    "_runtime/network.py",
     "model.py",
 {%- endif %}
 )

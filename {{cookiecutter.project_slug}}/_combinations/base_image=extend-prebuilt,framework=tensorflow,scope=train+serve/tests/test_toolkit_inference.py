@@ -125,7 +125,7 @@ def test_csv_rows_in_csv_out(handlers, artifact, in_process):
     body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", "text/csv")
     assert content_type == "text/csv"
     answers = np.array([float(line) for line in body.decode().splitlines()])
-    np.testing.assert_allclose(answers, in_process.predict(rows), rtol=1e-6)
+    np.testing.assert_allclose(answers, in_process.predict(rows), rtol=1e-5, atol=1e-6)
 
 
 def test_json_records_by_name_in_json_out(handlers, artifact, in_process):
@@ -133,7 +133,7 @@ def test_json_records_by_name_in_json_out(handlers, artifact, in_process):
     request = json.dumps({"instances": records(rows)}).encode()
     body, content_type = round_trip(handlers, artifact, request, "application/json")
     assert content_type == "application/json"
-    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-5, atol=1e-6)
 
 
 def test_a_record_missing_a_feature_is_refused_naming_it(handlers):
@@ -153,7 +153,7 @@ def test_probabilities_on_request(handlers, artifact, in_process):
     body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", accept)
     document = json.loads(body)
     assert content_type == "application/json"
-    np.testing.assert_allclose(document["probabilities"], in_process.probabilities(rows), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(document["probabilities"], in_process.probabilities(rows), rtol=1e-5, atol=1e-6)
     assert document["predictions"] == in_process.predict(rows).tolist()
     assert document["classes"] == in_process.classes.tolist()
 
@@ -162,7 +162,7 @@ def test_any_accept_type_answers_json(handlers, artifact, in_process):
     rows = sample_rows(2)
     body, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", "*/*")
     assert content_type == "application/json"
-    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_requests_are_refused_before_tensorflow_serving(handlers):

@@ -9,7 +9,7 @@ schema's order) and returns class probabilities, shape (n, K), for classificatio
 numbers, shape (n,), for regression: the standardisation of the inputs (and of a regression target)
 is inside it, so TensorFlow Serving answers directly.
 
-Where LiteRT (TensorFlow's runtime for inference) is installed, as the CPU lock installs it, the
+Where LiteRT (TensorFlow's runtime for inference) is installed, as a CPU train+serve lock has it, the
 version folder also holds the network converted for it (`model/1/model.tflite`), and this project's
 server answers with that: LiteRT imports in a tenth of a second where TensorFlow takes seconds (at
 every worker's start, and a serverless endpoint's every cold start), and runs a small network in
@@ -23,6 +23,7 @@ leaves LiteRT out: its endpoint runs the network on the GPU). This module import
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import threading
@@ -40,6 +41,8 @@ BUILDERS = ("build_network", "build_optimizer")
 # The hyperparameters this runtime reads itself; model.py's builders read the others.
 RUNTIME_HYPERPARAMETERS = ("epochs", "batch_size", "seed")
 LITERT_FILE = "model.tflite"
+
+logger = logging.getLogger(__name__)
 
 
 def check_hyperparameters() -> None:
@@ -65,8 +68,9 @@ class LiteRTNetwork:
         from ai_edge_litert.interpreter import Interpreter
 
         # The server sets this to each worker's share of the CPUs (server.share_cores).
-        threads = os.environ.get("TF_NUM_INTRAOP_THREADS")
-        interpreter = Interpreter(model_content=converted, num_threads=int(threads) if threads else None)
+        threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+        count = int(threads) if threads.isdigit() and int(threads) > 0 else None  # 0 or unset: LiteRT chooses
+        interpreter = Interpreter(model_content=converted, num_threads=count)
         self._run = interpreter.get_signature_runner("serving_default")
         ((self._input, rows),) = self._run.get_input_details().items()
         ((self._output, answers),) = self._run.get_output_details().items()
@@ -171,8 +175,12 @@ class FrameworkModel:
             raise FileNotFoundError(f"no SavedModel version folder (e.g. {MODEL_VERSION}/) in {model_dir}")
         converted = versions[-1] / LITERT_FILE
         if converted.is_file() and litert_installed():
-            lite = LiteRTNetwork(converted.read_bytes())
-            return cls(lite, lite.num_features, lite.num_classes, lite)
+            try:
+                lite = LiteRTNetwork(converted.read_bytes())
+            except (RuntimeError, ValueError) as error:  # a damaged file, or one a newer LiteRT wrote
+                logger.warning("cannot run %s with LiteRT (%s): answering with TensorFlow", converted, error)
+            else:
+                return cls(lite, lite.num_features, lite.num_classes, lite)
         from . import network
 
         return cls(*network.load_savedmodel(versions[-1]))
