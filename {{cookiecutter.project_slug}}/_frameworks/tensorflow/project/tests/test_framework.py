@@ -182,6 +182,16 @@ def test_a_savedmodel_without_its_litert_model_is_served_by_tensorflow(trained, 
 
 
 @needs_litert
+def test_a_damaged_litert_model_is_served_by_tensorflow_saying_why(trained, tmp_path, caplog):
+    (trained.save(tmp_path) / LITERT_FILE).write_bytes(b"not a flatbuffer")
+    with caplog.at_level(logging.WARNING):
+        loaded = FrameworkModel.load(tmp_path)
+    assert "answering with TensorFlow" in caplog.text
+    rows = sample_rows()
+    same_answers(loaded.predict(rows), trained.predict(rows))
+
+
+@needs_litert
 def test_a_network_litert_cannot_run_is_exported_without_it_saying_why(trained, tmp_path, monkeypatch, caplog):
     def no_such_operation(*args, **kwargs):
         raise RuntimeError("op 'SomeCustomOp' is neither a custom op nor a flex op")
