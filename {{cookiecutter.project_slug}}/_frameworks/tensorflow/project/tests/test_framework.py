@@ -26,6 +26,7 @@ from {{ cookiecutter.package_name }}._runtime.sample_tree import sample_split
 
 from .support import CLASSIFICATION, FEATURES, PACKAGE, child_environment, good_enough, sample_rows
 
+
 def same_answers(loaded, trained):
     """Class indices exactly; a regression's numbers to float32's rounding (LiteRT's kernels round the last
     bits differently from TensorFlow's)."""
