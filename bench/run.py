@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anchors
+import batch
 import harness
 import load
 import training
@@ -84,6 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="also measure training throughput (bench/training.py) on N synthetic rows per framework "
         "(default 100000; none given: skip)",
+    )
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="batch transform throughput of our server over N records, CSV and JSON Lines (default 100000; 0: skip)",
     )
     parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/bench-<time>.json)")
     return parser.parse_args(argv)
@@ -162,6 +170,10 @@ def bench_serving(project: Project, scratch: Path, drive: Drive, args) -> dict:
         body_file = scratch / f"{project.framework}-{payload.name}.body"
         body_file.write_bytes(payload.body)
         options += ["--payload", payload.name, payload.content_type, str(body_file)]
+    if args.batch_records:  # the validation rows as the batch files hold them: their in-process answers
+        batch_rows = scratch / f"{project.framework}-batch-rows.csv"
+        batch_rows.write_bytes(batch.input_file(project.features(), "text/csv"))
+        options += ["--payload", "batch-rows", "text/csv", str(batch_rows)]
     ceilings = harness.in_process(project, "ceiling", *options)
     expected = {p.name: harness.predictions(ceilings[p.name]["answer"].encode(), p.content_type) for p in payloads}
 
@@ -180,6 +192,11 @@ def bench_serving(project: Project, scratch: Path, drive: Drive, args) -> dict:
         for payload in payloads:
             check_answers(servers, payload, expected[payload.name])
         runs = load_runs(servers, payloads, drive, args)
+        if args.batch_records:
+            answers = harness.predictions(ceilings["batch-rows"]["answer"].encode(), "text/csv")
+            figures["batch_transform"] = batch.throughput(
+                project, servers["ours"].port, args.batch_records, args.rounds, answers
+            )
         figures["peak_rss_mib"] = {name: server.peak_rss_mib() for name, server in servers.items()}
     finally:
         for name, server in servers.items():
@@ -332,6 +349,15 @@ def table(results: dict) -> str:
                 f"{ratio(answer[stack], answer['ours']):>9.2f}{rss.get(stack, float('nan')):>14.0f}"
                 f"{ratio(rss.get(stack, math.nan), rss.get('ours', math.nan)):>9.2f}"
                 f"{'all 0' if all(code == 0 for code in codes) else 'NOT 0':>12}"
+            )
+    if any("batch_transform" in figures for figures in results["frameworks"].values()):
+        lines += ["", f"{'framework':<{width}}{'batch transform (ours)':<24}{'records/s':>11}{'requests':>10}{'MiB in':>8}"]
+    for framework, figures in results["frameworks"].items():
+        for content_type in batch.FORMATS if "batch_transform" in figures else ():
+            row = figures["batch_transform"][content_type]
+            lines.append(
+                f"{framework:<{width}}{content_type:<24}{row['records_per_s']:>11,.0f}{row['requests']:>10}"
+                f"{row['input_mib']:>8.1f}"
             )
     lines += ["", f"{'framework':<{width}}{'train: entrypoint/direct/overhead (s)':>40}{'(CPU s)':>24}"]
     for framework, figures in results["frameworks"].items():

@@ -35,7 +35,7 @@ def short_run(tmp_path_factory) -> tuple[int, dict, str]:
     argv = ["--frameworks", "sklearn", "--client", "python", "--seconds", "0.3", "--rounds", "2"]
     argv += ["--cold-starts", "0", "--train-runs", "1", "--ceiling-seconds", "0.1", "--connections", "2"]
     argv += ["--stacks", "ours", "reference"]  # the anchors install their own environments: too slow here
-    argv += ["--training-rows", "200"]
+    argv += ["--training-rows", "200", "--batch-records", "3000"]
     code = run.main([*argv, "--output", str(output)])
     return code, json.loads(output.read_text(encoding="utf-8")), str(output)
 
@@ -46,6 +46,17 @@ def test_a_short_run_reports_training_throughput_beside_serving(short_run):
     assert (case["framework"], case["rows"]) == ("sklearn", 200)
     assert "error" not in case, case
     assert "sklearn" in training.table(figures["training"])
+
+
+def test_a_short_run_reports_batch_transform_throughput(short_run):
+    _, figures, output = short_run
+    batch = figures["frameworks"]["sklearn"]["batch_transform"]
+    assert batch["records"] == 3000
+    for content_type in ("text/csv", "application/jsonlines"):
+        assert batch[content_type]["records_per_s"] > 0
+        assert len(batch[content_type]["runs_records_per_s"]) == 2
+        assert batch[content_type]["max_concurrent_transforms"] == figures["settings"]["workers"]
+    assert "batch transform (ours)" in run.table(figures)
 
 
 def test_frameworks_are_read_from_the_template():
