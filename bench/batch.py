@@ -14,7 +14,6 @@ import statistics
 from types import ModuleType
 
 import numpy as np
-
 from harness import Project
 
 FORMATS = ("text/csv", "application/jsonlines")

@@ -351,7 +351,8 @@ def table(results: dict) -> str:
                 f"{'all 0' if all(code == 0 for code in codes) else 'NOT 0':>12}"
             )
     if any("batch_transform" in figures for figures in results["frameworks"].values()):
-        lines += ["", f"{'framework':<{width}}{'batch transform (ours)':<24}{'records/s':>11}{'requests':>10}{'MiB in':>8}"]
+        heading = f"{'batch transform (ours)':<24}{'records/s':>11}{'requests':>10}{'MiB in':>8}"
+        lines += ["", f"{'framework':<{width}}{heading}"]
     for framework, figures in results["frameworks"].items():
         for content_type in batch.FORMATS if "batch_transform" in figures else ():
             row = figures["batch_transform"][content_type]

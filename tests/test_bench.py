@@ -49,7 +49,7 @@ def test_a_short_run_reports_training_throughput_beside_serving(short_run):
 
 
 def test_a_short_run_reports_batch_transform_throughput(short_run):
-    _, figures, output = short_run
+    _, figures, _ = short_run
     batch = figures["frameworks"]["sklearn"]["batch_transform"]
     assert batch["records"] == 3000
     for content_type in ("text/csv", "application/jsonlines"):
