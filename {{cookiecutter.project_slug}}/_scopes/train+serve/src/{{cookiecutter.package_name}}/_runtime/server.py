@@ -6,15 +6,19 @@ after the fork (deep-learning runtimes do not survive a fork once loaded) and ru
 at a time on its event loop, like a sync worker, without the per-request connection set-up.
 Settings come from SageMaker's variables: SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
 SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB and SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
+With SAGEMAKER_MULTI_MODEL=true it serves the models SageMaker loads through /models instead
+(multi_model.py), each invoked at /models/<name>/invoke under the rules of /invocations.
 The workers share the CPUs: each runs its framework's maths on its share of them (`share_cores`).
 On SIGTERM the server stops accepting connections, lets requests in flight finish, and exits 0.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
-from . import inference
+from . import inference, multi_model
 from .environment import SageMakerEnvironment
 from .payloads import PROBABILITIES, wants_probabilities
 
@@ -39,6 +43,9 @@ GRACEFUL_TIMEOUT_SECONDS = 20
 # that closes a connection while a request is being sent on it.
 KEEPALIVE_SECONDS = 75
 TEXT = "text/plain; charset=utf-8"
+MULTI_MODEL_INVOCATIONS = (
+    b"this endpoint serves several models (SAGEMAKER_MULTI_MODEL=true): use POST /models/<name>/invoke\n"
+)
 # What the frameworks read, when they start in a worker, for the threads of their maths: OpenMP's
 # (PyTorch, scikit-learn's compiled estimators), MKL's, and TensorFlow's two pools.
 THREAD_VARIABLES = (
@@ -64,6 +71,7 @@ class ServerSettings:
     timeout: int = 60
     max_payload_bytes: int = 6 * 1024 * 1024
     default_accept: str | None = None
+    multi_model: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -74,7 +82,15 @@ class ServerSettings:
             timeout=int(environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60")),
             max_payload_bytes=int(megabytes * 1024 * 1024),
             default_accept=environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None,
+            multi_model=_true_or_false(environ, "SAGEMAKER_MULTI_MODEL"),
         )
+
+
+def _true_or_false(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "false").strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, not {environ[name]!r}")
+    return value == "true"
 
 
 class ServedModel:
@@ -125,9 +141,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class App:
     """The ASGI application. Handlers run on the worker's event loop: one request at a time."""
 
-    def __init__(self, loaded: ServedModel, settings: ServerSettings) -> None:
-        self.loaded = loaded
+    def __init__(
+        self, loaded: ServedModel | None, settings: ServerSettings, models: multi_model.ModelStore | None = None
+    ) -> None:
+        self.loaded = loaded  # None when serving several models (`models`)
         self.settings = settings
+        self.models = models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,6 +154,8 @@ class App:
         path, method = scope["path"], scope["method"]
         if path == "/ping" and method in ("GET", "HEAD"):
             await self._ping(send)
+        elif self.models is not None and (path == "/models" or path.startswith("/models/")):
+            await self._models(scope, receive, send)
         elif path == "/invocations" and method == "POST":
             await self._invoke(scope, receive, send)
         elif path in ("/ping", "/invocations"):
@@ -143,15 +164,22 @@ class App:
             await _respond(send, 404, f"no such path: {path}; use /ping or /invocations\n".encode(), TEXT)
 
     async def _ping(self, send: Send) -> None:
-        if self.loaded.model is None:
+        if self.loaded is not None and self.loaded.model is None:
             await _respond(send, 503, f"unhealthy: {self.loaded.error}\n".encode(), TEXT)
         else:
             await _respond(send, 200, b"healthy\n", TEXT)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.loaded is None:
+            await _respond(send, 404, MULTI_MODEL_INVOCATIONS, TEXT, close=True)
+            return
         if self.loaded.model is None:
             await _respond(send, 503, f"unhealthy: {self.loaded.error}\n".encode(), TEXT, close=True)
             return
+        await self._predict(scope, receive, send, self.loaded.model)
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, model: Any) -> None:
+        """The answer of `model` to the request: /invocations' rules, which /models/<name>/invoke shares."""
         body_read = False
         try:
             content_type = inference.media_type(_header(scope, b"content-type"))
@@ -164,7 +192,7 @@ class App:
             body = await self._body(scope, receive)
             body_read = True
             rows = inference.input_fn(body, content_type)
-            prediction = inference.predict_fn(rows, self.loaded.model)
+            prediction = inference.predict_fn(rows, model)
             await _respond(send, 200, inference.output_fn(prediction, accept), inference.media_type(accept))
         except inference.InferenceError as error:
             # An unread body would be taken for the next request: close the connection instead.
@@ -172,6 +200,27 @@ class App:
             await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=not body_read)
         except ClientDisconnected:
             return
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """SageMaker's multi-model API (multi_model.py); an invoke is answered as /invocations is."""
+        assert self.models is not None
+        method = scope["method"]
+        name, invoke = multi_model.model_path(scope["path"])
+        body_read = False
+        try:
+            if invoke and method == "POST":
+                await self._predict(scope, receive, send, self.models.model(name or ""))
+                return
+            body = await self._body(scope, receive) if method == "POST" else b""
+            body_read = True
+            status, document = multi_model.answer(self.models, method, scope["path"], scope["query_string"], body)
+        except (multi_model.ModelApiError, inference.InferenceError) as error:
+            reason = str(error).replace("\n", " ")
+            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=not body_read)
+            return
+        except ClientDisconnected:
+            return
+        await _respond(send, status, json.dumps(document).encode(), inference.JSON)
 
     def _accept(self, header: str | None, content_type: str) -> str:
         fallback = self.settings.default_accept or content_type
@@ -214,7 +263,9 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str, clos
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model_dir: Path, settings: ServerSettings) -> App:
+def create_app(model_dir: Path, settings: ServerSettings, models: multi_model.MultiModelConfig | None = None) -> App:
+    if models is not None:
+        return App(None, settings, multi_model.ModelStore(models))
     return App(ServedModel(model_dir), settings)
 
 
@@ -258,6 +309,12 @@ def serve(env: SageMakerEnvironment | None = None) -> None:
     settings = ServerSettings.from_environ(env.variables)
     # Set before the fork: the workers import their framework afterwards, which reads these.
     share_cores(settings.workers, os.environ)
+    # Several models: the workers share a registry of them, made here before the fork.
+    models = (
+        multi_model.MultiModelConfig.create(env.base_dir / "models", settings.workers, env.variables, env.temporary_dir)
+        if settings.multi_model
+        else None
+    )
     options = {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
@@ -272,9 +329,13 @@ def serve(env: SageMakerEnvironment | None = None) -> None:
     }
     logger.info(
         "serving %s on port %d with %d workers (%s)",
-        env.model_dir,
+        env.model_dir if models is None else f"the models SageMaker loads from {models.root}",
         settings.port,
         settings.workers,
         ", ".join(f"{name}={os.environ[name]}" for name in THREAD_VARIABLES),
     )
-    GunicornServer(lambda: create_app(env.model_dir, settings), options).run()
+    try:
+        GunicornServer(lambda: create_app(env.model_dir, settings, models), options).run()
+    finally:
+        if models is not None:
+            shutil.rmtree(models.registry, ignore_errors=True)
