@@ -296,7 +296,7 @@ def endpoint(tmp_path_factory, trained_tree, mirrored_tree):
         base_dir,
         SAGEMAKER_MULTI_MODEL="true",
         MULTI_MODEL_MEMORY_LIMIT_MB=str(LIMIT_MB),
-        SAGEMAKER_MAX_PAYLOAD_IN_MB=str(10_000 / MB),
+        SAGEMAKER_MAX_PAYLOAD_IN_MB="1",
     )
     status, _, body = running.wait_until_listening()
     assert (status, body) == (200, b"healthy\n")  # healthy with no model loaded
@@ -366,7 +366,7 @@ def test_the_loaded_models_are_listed_and_described(endpoint):
         (BODY, "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
         (b"oops" + BODY[BODY.index(b",") :], "text/csv", None, 400, b"malformed CSV"),
         (b"{", "application/json", None, 400, b"malformed JSON"),
-        (b"1," * 10_000, "text/csv", None, 413, b"over the limit"),
+        (b"1," * MB, "text/csv", None, 413, b"over the limit"),
     ],
 )
 def test_an_invoke_follows_the_rules_of_invocations(endpoint, predictions, body, content_type, accept, status, reason):

@@ -27,7 +27,7 @@ ONE_ROW = csv_body(ROWS[:1]).strip()
 TWO_ROWS = csv_body(ROWS)
 WIDTH = len(FEATURES)
 FLOATS = np.array([kind == "float" for _, kind in SCHEMA.features])
-PAYLOAD_LIMIT = 10_000  # bytes: the module server runs with SAGEMAKER_MAX_PAYLOAD_IN_MB=0.01
+PAYLOAD_LIMIT = 1024 * 1024  # bytes: the module server runs with SAGEMAKER_MAX_PAYLOAD_IN_MB=1
 
 
 def free_port() -> int:
@@ -97,7 +97,7 @@ def chunk(data: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(trained_tree):
-    running = Server(trained_tree, SAGEMAKER_MAX_PAYLOAD_IN_MB=str(PAYLOAD_LIMIT / 1024 / 1024))
+    running = Server(trained_tree, SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
     status, _, _ = running.wait_until_listening()
     assert status == 200
     yield running
@@ -232,7 +232,7 @@ def test_accept_negotiation(header, choice):
         (b"[" * 5_000, "application/json", None, 400, b"malformed JSON"),
         (b"[[1e999" + b", 1" * (WIDTH - 1) + b"]]", "application/json", None, 400, b"finite"),
         (b"[[" + b"9" * 400 + b", 1" * (WIDTH - 1) + b"]]", "application/json", None, 400, b"lists of numbers"),
-        (b"1," * 10_000, "text/csv", None, 413, b"over the limit"),
+        (b"1," * PAYLOAD_LIMIT, "text/csv", None, 413, b"over the limit"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(server, body, content_type, accept, status, reason):
