@@ -376,6 +376,13 @@ def test_missing_model_is_unhealthy_with_a_reason(tmp_path):
         for _ in range(5):
             assert running.request("GET", "/ping")[0] == 503
         assert invoke(running, ONE_ROW)[0] == 503
+        # A client that writes a big body before reading gets the 503 too; then the connection closes cleanly.
+        with running.connect() as sock:
+            big = b"1," * (2 * 1024 * 1024)
+            sock.sendall(post_head(content_length=len(big)) + big)
+            status, answer = read_response(sock)
+            assert (status, b"cannot load the model" in answer) == (503, True)
+            assert sock.recv(1) == b""  # closed once the body was read: not reset
     finally:
         code, log = running.stop()
     assert code == 0
