@@ -1,6 +1,7 @@
 """Several models in one endpoint: the store the workers share, and the real server answering the /models API."""
 
 import csv
+import http.client
 import io
 import json
 import shutil
@@ -23,7 +24,7 @@ from {{ cookiecutter.package_name }}._runtime.multi_model import (
 )
 from {{ cookiecutter.package_name }}._runtime.server import ServerSettings
 
-from .support import CLASSIFICATION, SCHEMA, csv_body, environment_for, make_tree, sample_rows
+from .support import CLASSIFICATION, SCHEMA, csv_body, environment_for, make_tree, run_cli, sample_rows
 from .test_server import Server, as_csv
 
 ROWS = sample_rows(8)
@@ -272,8 +273,22 @@ def test_a_memory_limit_that_is_not_a_positive_number_is_refused(text):
 def test_multi_model_mode_is_true_or_false():
     assert ServerSettings.from_environ({}).multi_model is False
     assert ServerSettings.from_environ({"SAGEMAKER_MULTI_MODEL": "True"}).multi_model is True
-    with pytest.raises(ValueError, match="SAGEMAKER_MULTI_MODEL must be true or false, not 'yes'"):
-        ServerSettings.from_environ({"SAGEMAKER_MULTI_MODEL": "yes"})
+
+
+@pytest.mark.parametrize(
+    ("variables", "reason"),
+    [
+        ({"SAGEMAKER_MULTI_MODEL": "yes"}, "SAGEMAKER_MULTI_MODEL must be true or false, not 'yes'"),
+        (
+            {"SAGEMAKER_MULTI_MODEL": "true", "MULTI_MODEL_MEMORY_LIMIT_MB": "lots"},
+            "MULTI_MODEL_MEMORY_LIMIT_MB must be a number of megabytes above 0, not 'lots'",
+        ),
+    ],
+)
+def test_a_bad_multi_model_setting_stops_the_server_with_one_line(tmp_path, variables, reason):
+    finished = run_cli("serve", base_dir=tmp_path, **variables)
+    assert finished.returncode != 0
+    assert finished.stderr.strip() == f"cannot serve: {reason}"
 
 
 # The real server, two workers, the way SageMaker drives it.
@@ -366,7 +381,7 @@ def test_the_loaded_models_are_listed_and_described(endpoint):
         (BODY, "text/csv", "application/xml", 406, b"accept type 'application/xml' is not supported"),
         (b"oops" + BODY[BODY.index(b",") :], "text/csv", None, 400, b"malformed CSV"),
         (b"{", "application/json", None, 400, b"malformed JSON"),
-        (b"1," * MB, "text/csv", None, 413, b"over the limit"),
+        (b"1," * MB, "text/csv", None, 413, b"over the limit"),  # 2 MB, over the server's 1 MB
     ],
 )
 def test_an_invoke_follows_the_rules_of_invocations(endpoint, predictions, body, content_type, accept, status, reason):
@@ -442,3 +457,26 @@ def test_loads_of_bad_names_or_outside_urls_are_a_400_and_load_nothing(endpoint)
 def test_the_ping_is_healthy_whatever_is_loaded(endpoint):
     server, _ = endpoint
     assert server.request("GET", "/ping")[::2] == (200, b"healthy\n")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/models", "GET, POST"),
+        ("POST", "/models/first", "GET, DELETE"),
+        ("GET", "/models/first/invoke", "POST"),
+    ],
+)
+def test_a_method_a_path_does_not_answer_is_a_405_naming_those_it_does(endpoint, method, path, allow):
+    server, _ = endpoint
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(method, path, b"{}")
+        response = connection.getresponse()
+        assert (response.status, response.getheader("Allow"), response.read()) == (
+            405,
+            allow,
+            f"method {method} is not allowed on {path}; use {allow.replace(', ', ' or ')}\n".encode(),
+        )
+    finally:
+        connection.close()

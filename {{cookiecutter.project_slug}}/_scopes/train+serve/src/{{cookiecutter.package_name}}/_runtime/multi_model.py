@@ -63,9 +63,10 @@ MB = 1024 * 1024
 class ModelApiError(Exception):
     """A /models request refused or failed; `status` is the HTTP status that says why."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, allow: tuple[str, ...] = ()) -> None:
         super().__init__(reason)
         self.status = status
+        self.allow = allow  # the methods the path answers, for a 405's Allow header
 
 
 @dataclass(frozen=True)
@@ -365,18 +366,18 @@ def answer(store: ModelStore, method: str, path: str, query: bytes, body: bytes)
     store.forget_unloaded()
     name, invoke = model_path(path)
     if invoke:
-        raise ModelApiError(405, f"method {method} is not allowed on {path}; use POST")
+        raise ModelApiError(405, f"method {method} is not allowed on {path}; use POST", ("POST",))
     if name is None:
         if method == "GET":
             return 200, _list(store, query)
         if method == "POST":
             return 200, _load(store, body).description()
-        raise ModelApiError(405, f"method {method} is not allowed on /models; use GET or POST")
+        raise ModelApiError(405, f"method {method} is not allowed on /models; use GET or POST", ("GET", "POST"))
     if method == "GET":
         return 200, store.describe(name).description()
     if method == "DELETE":
         return 200, store.unload(name).description()
-    raise ModelApiError(405, f"method {method} is not allowed on {path}; use GET or DELETE")
+    raise ModelApiError(405, f"method {method} is not allowed on {path}; use GET or DELETE", ("GET", "DELETE"))
 
 
 def _list(store: ModelStore, query: bytes) -> dict[str, Any]:

@@ -285,17 +285,17 @@ class App:
         assert self.models is not None
         method = scope["method"]
         name, invoke = multi_model.model_path(scope["path"])
-        body_read = False
         try:
             if invoke and method == "POST":
                 await self._predict(scope, receive, send, self.models.model(name or ""))
                 return
             body = await self._body(scope, receive) if method == "POST" else b""
-            body_read = True
             status, document = multi_model.answer(self.models, method, scope["path"], scope["query_string"], body)
         except (multi_model.ModelApiError, inference.InferenceError) as error:
             reason = str(error).replace("\n", " ")
-            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=not body_read)
+            allowed = getattr(error, "allow", ())
+            headers = [(b"allow", ", ".join(allowed).encode())] if allowed else []
+            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, headers=headers)
             return
         except ClientDisconnected:
             return
