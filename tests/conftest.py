@@ -149,7 +149,12 @@ def expected_files(answers: dict[str, str]) -> set[str]:
         files |= {"tests/test_stop_and_resume.py", "tests/test_multi_host.py"}
     if answers.get("scope", "train+serve") == "train+serve":
         files |= {f"{src}/_runtime/{name}" for name in SERVING_MODULES}
-        files |= {"tests/test_inference.py", "tests/test_multi_model.py", "tests/test_server.py"}
+        files |= {
+            "tests/test_inference.py",
+            "tests/test_multi_model.py",
+            "tests/test_server.py",
+            "tests/test_server_protocol.py",
+        }
     if answers.get("ci", "github-actions") == "github-actions":
         files |= {".github/workflows/ci.yml", ".github/workflows/release.yml", ".github/dependabot.yml"}
     return files
