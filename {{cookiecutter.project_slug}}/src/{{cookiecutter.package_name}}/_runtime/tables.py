@@ -175,13 +175,16 @@ def parse_numbers(
             value = cell.removeprefix("'").removesuffix("'")  # numpy quotes the cell (and cuts a long one)
             name = names[column - 1] if column <= len(names) else f"#{column}"
             line = line_of(row)
-            raise DataError(f"{source} line {line}: column '{name}' holds {shown(value)}, not a number") from None
+            hint = " (separate the values with commas)" if ";" in value or "\\t" in value else ""
+            raise DataError(f"{source} line {line}: column '{name}' holds {shown(value)}, not a number{hint}") from None
         widths = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
         if widths:
             expected, found, row = widths.groups()
             line = line_of(int(row) - 1)  # numpy counts this row from 1
-            raise DataError(f"{source} line {line}: {found} columns where the rows above have {expected}") from None
-        raise DataError(f"{source} is not numeric CSV: {message}") from None
+            columns = "column" if found == "1" else "columns"
+            raise DataError(f"{source} line {line}: {found} {columns} where the rows above have {expected}") from None
+        # numpy's other reasons speak of its own arguments (usecols, dtype): nothing a caller can act on.
+        raise DataError(f"{source} is not numbers separated by commas, one row per line") from None
     if table.size and table.shape[1] != len(names):
         raise DataError(f"{source}: the rows have {table.shape[1]} columns, but the header names {len(names)}")
     return table
