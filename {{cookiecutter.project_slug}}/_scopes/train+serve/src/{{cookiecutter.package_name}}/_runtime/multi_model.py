@@ -24,12 +24,13 @@ with 507 (and nothing else unloaded: SageMaker chooses what to evict, then retri
 - MULTI_MODEL_MEMORY_LIMIT_MB is set and the models' total, this one included, would exceed it, or
 - the memory the container still has (its cgroup limit less its usage, else the machine's
   MemAvailable) would fall under a tenth of its total once the other workers hold their copies.
-Unloaded models leave a worker at its next /models request; Python may keep the freed pages.
+Unloaded models leave a worker at its next request (a ping included); Python may keep the freed pages.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import importlib
 import json
 import logging
@@ -243,8 +244,11 @@ class ModelStore:
     def forget_unloaded(self) -> None:
         """Drop this worker's copies of models another worker unloaded since."""
         registered = set(os.listdir(self.config.registry))
-        for name in [name for name in self._held if name not in registered]:
+        gone = [name for name in self._held if name not in registered]
+        for name in gone:
             del self._held[name]
+        if gone:
+            gc.collect()  # a model's objects may hold one another: free them now, not at some later collection
 
     def load(self, name: str, url: object) -> Entry:
         check_name(name)
@@ -301,6 +305,7 @@ class ModelStore:
 
     def model(self, name: str) -> Any:
         """The model to invoke: this worker's copy, loaded from the registry's url the first time."""
+        self.forget_unloaded()
         entry = self.describe(name)
         held = self._held.get(name)
         if held is not None and held[0] == entry.load_id:

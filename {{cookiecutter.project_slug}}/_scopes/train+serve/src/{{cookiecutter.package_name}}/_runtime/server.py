@@ -231,6 +231,8 @@ class App:
             await _respond(send, 404, f"no such path: {path}; use /ping or /invocations\n".encode(), TEXT)
 
     async def _ping(self, send: Send) -> None:
+        if self.models is not None:
+            self.models.forget_unloaded()  # an idle worker frees what another worker unloaded
         if self.loaded is not None and self.loaded.model is None:
             await _respond(send, 503, f"unhealthy: {self.loaded.error}\n".encode(), TEXT)
         else:
@@ -634,6 +636,9 @@ def serve(env: SageMakerEnvironment | None = None) -> None:
         "errorlog": "-",
         "loglevel": "info",
     }
+    if models is not None:
+        # gunicorn calls on_exit in the master alone: a worker that exits leaves the registry to the others.
+        options["on_exit"] = lambda arbiter: shutil.rmtree(models.registry, ignore_errors=True)
     logger.info(
         "serving %s on port %d with %d workers, %d s per request, bodies up to %d bytes (%s)",
         env.model_dir if models is None else f"the models SageMaker loads from {models.root}",
@@ -643,8 +648,4 @@ def serve(env: SageMakerEnvironment | None = None) -> None:
         settings.max_payload_bytes,
         ", ".join(f"{name}={os.environ[name]}" for name in THREAD_VARIABLES),
     )
-    try:
-        GunicornServer(lambda: create_app(env.model_dir, settings, models), options).run()
-    finally:
-        if models is not None:
-            shutil.rmtree(models.registry, ignore_errors=True)
+    GunicornServer(lambda: create_app(env.model_dir, settings, models), options).run()
