@@ -4,6 +4,7 @@ that cannot run here, so the tests run the exported SavedModel's serving signatu
 with the request and response bodies of its REST API."""
 
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from {{ cookiecutter.package_name }}._runtime.framework import MODEL_VERSION, FrameworkModel
-from {{ cookiecutter.package_name }}._runtime.payloads import InferenceError
+from {{ cookiecutter.package_name }}._runtime.payloads import InferenceError, UnsupportedContentType
 from {{ cookiecutter.package_name }}._runtime.tables import SCHEMA_FILE
 
 from .support import CLASSIFICATION, FEATURES, PACKAGE, PROJECT_DIR, csv_body, sample_rows
@@ -165,7 +166,79 @@ def test_any_accept_type_answers_json(handlers, artifact, in_process):
     np.testing.assert_allclose(json.loads(body)["predictions"], in_process.predict(rows), rtol=1e-5, atol=1e-6)
 
 
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_json_lines_rows_and_records_in_json_lines_out(handlers, artifact, in_process):
+    rows = sample_rows(4)
+    items = [*rows[:2].tolist(), *records(rows[2:])]
+    body = "".join(json.dumps(item) + "\n" for item in items).encode()
+    answer, content_type = round_trip(handlers, artifact, body, "application/jsonlines", "application/jsonlines")
+    assert content_type == "application/jsonlines"
+    lines = answer.decode().splitlines()
+    np.testing.assert_allclose([json.loads(line) for line in lines], in_process.predict(rows), rtol=1e-5, atol=1e-6)
+
+
+def test_json_lines_probabilities_are_one_object_per_line(handlers, artifact, in_process):
+    rows = sample_rows(3)
+    accept = "application/jsonlines; probabilities=true"
+    if not CLASSIFICATION:
+        with pytest.raises(InferenceError, match="classifiers only"):
+            round_trip(handlers, artifact, csv_body(rows), "text/csv", accept)
+        return
+    answer, content_type = round_trip(handlers, artifact, csv_body(rows), "text/csv", accept)
+    assert content_type == "application/jsonlines"
+    lines = [json.loads(line) for line in answer.decode().splitlines()]
+    assert [line["prediction"] for line in lines] == in_process.predict(rows).tolist()
+    probabilities = [line["probabilities"] for line in lines]
+    np.testing.assert_allclose(probabilities, in_process.probabilities(rows), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [1, 5])
+def test_npy_in_npy_out(handlers, artifact, in_process, dtype, count):
+    # What the SageMaker SDK's NumpySerializer sends (a 1-D array is one row) and its NumpyDeserializer reads.
+    rows = sample_rows(count).astype(dtype)
+    body = npy(rows[0] if count == 1 else rows)
+    answer, content_type = round_trip(handlers, artifact, body, "application/x-npy", "application/x-npy")
+    assert content_type == "application/x-npy"
+    answers = np.load(io.BytesIO(answer), allow_pickle=False)
+    np.testing.assert_allclose(answers, in_process.predict(rows.astype(np.float64)), rtol=1e-5, atol=1e-6)
+
+
+class LeavesAFile:
+    """A pickle that creates a file when it is loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_an_object_npy_array_is_refused_and_never_unpickled(handlers, tmp_path):
+    marker = tmp_path / "unpickled"
+    body = npy(np.array([LeavesAFile(marker)], dtype=object))
+    with pytest.raises(InferenceError, match="holds Python objects, not numbers"):
+        handlers.input_handler(Body(body), Context("application/x-npy"))
+    assert not marker.exists()
+    np.load(io.BytesIO(body), allow_pickle=True)  # the body is what it claims: loading it leaves the file
+    assert marker.exists()
+
+
+def test_another_charset_is_refused_naming_it(handlers):
+    with pytest.raises(UnsupportedContentType, match="charset 'latin-1' is not supported"):
+        handlers.input_handler(Body("é".encode("latin-1")), Context("text/csv; charset=latin-1"))
+
+
 def test_bad_requests_are_refused_before_tensorflow_serving(handlers):
+    with pytest.raises(InferenceError, match="line 2: value 2 is true, not a number"):
+        handlers.input_handler(Body(b"[1, 2]\n[3, true]\n"), Context("application/jsonlines"))
+    with pytest.raises(InferenceError, match=f"each row needs {len(FEATURES)} features"):
+        handlers.input_handler(Body(npy(sample_rows(2)[:, 1:])), Context("application/x-npy"))
     with pytest.raises(InferenceError, match="malformed CSV"):
         handlers.input_handler(Body(csv_body(sample_rows(1)) + b"1,abc\n"), Context("text/csv"))
 

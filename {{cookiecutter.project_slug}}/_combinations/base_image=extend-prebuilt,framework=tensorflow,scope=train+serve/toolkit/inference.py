@@ -1,8 +1,8 @@
 """Pre- and post-processing for AWS's prebuilt TensorFlow Serving image.
 
 TensorFlow Serving loads the SavedModel from model/1/ and runs it; these two handlers, run from the
-model artifact's code/ folder, turn a CSV or JSON request into its REST request, and its answers
-(class probabilities, or numbers for a regression) into the Accept type. Parsing, the checks
+model artifact's code/ folder, turn a request (CSV, JSON, JSON Lines or .npy) into its REST request,
+and its answers (class probabilities, or numbers for a regression) into the Accept type. Parsing, the checks
 against the schema saved beside the model, and encoding are the package's own (`_runtime.payloads`),
 so both serving paths accept and refuse exactly the same requests. Nothing here imports TensorFlow:
 the handlers run in the image's own Python, beside the C++ server.

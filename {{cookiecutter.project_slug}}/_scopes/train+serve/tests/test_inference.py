@@ -17,9 +17,9 @@ from {{ cookiecutter.package_name }}._runtime.inference import (
     output_fn,
     predict_fn,
 )
-from {{ cookiecutter.package_name }}._runtime.payloads import Prediction, check_content_encoding
+from {{ cookiecutter.package_name }}._runtime.payloads import Prediction, align, check_content_encoding
 
-from .support import CLASSIFICATION, FEATURES, SCHEMA, csv_body, sample_rows
+from .support import CLASSIFICATION, FEATURES, SCHEMA, TWO, csv_body, sample_rows
 
 ROWS = sample_rows(3)
 JSON_LINES = "application/jsonlines"
@@ -387,14 +387,13 @@ def test_rows_that_do_not_fit_the_saved_schema_are_refused_naming_the_features(m
     assert f"line 3: feature '{FEATURES[0]}' must be a finite number" in refusal(model, lines, "text/csv")
 
 
-def test_int_features_must_be_whole_numbers(model):
-    integers = [position for position, (_, kind) in enumerate(SCHEMA.features) if kind == "int"]
-    if not integers:
-        pytest.skip("data.py declares no int feature")
-    rows = np.round(ROWS)
-    rows[1, integers[0]] = 1.5
-    message = refusal(model, json_lines(rows.tolist()), JSON_LINES)
-    assert message == f"line 2: feature '{FEATURES[integers[0]]}' is 1.5; it must be a whole number"
+def test_int_features_must_be_whole_numbers():
+    # A schema of its own (support.TWO: a float `a`, an int `b`), whatever data.py declares.
+    assert align(input_fn(json_lines([[0.5, 2], {"b": 3.0, "a": 1}]), JSON_LINES), TWO).tolist() == [[0.5, 2], [1, 3]]
+    with pytest.raises(InferenceError, match=re.escape("line 3: feature 'b' is 1.5; it must be a whole number")):
+        align(input_fn(b"a,b\n0.5,2\n0.5,1.5\n", "text/csv"), TWO)
+    with pytest.raises(InferenceError, match=re.escape("row 1: feature 'b' is 2.5; it must be a whole number")):
+        align(input_fn(npy(np.array([[0.5, 2], [1, 2.5]])), NPY), TWO)
 
 
 def test_records_missing_or_naming_unknown_features_are_refused_by_name(model):

@@ -396,7 +396,9 @@ def encode(prediction: Prediction, accept: str) -> bytes:
         return array_bytes(values)
     if kind == JSON:
         return json.dumps({"predictions": values.tolist()}).encode("utf-8")
-    return _lines(map(str, values.tolist()) if kind == CSV else map(json.dumps, values.tolist()))
+    # A number's str() is its JSON; json.dumps only for anything else a model might answer.
+    plain = kind == CSV or values.dtype.kind in "iuf"
+    return _lines(map(str if plain else json.dumps, values.tolist()))
 
 
 def _lines(lines: Any) -> bytes:
