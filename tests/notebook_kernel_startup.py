@@ -8,8 +8,12 @@ environment the test gives the kernel:
   attempt is refused, and the test asserts the file stays empty.
 - BYOC_TEST_FALLBACK_PATH: site-packages appended after the kernel's own, for framework packages that
   only the template's main environment holds.
-- BYOC_TEST_FAIL_OPERATION: a sagemaker-runtime operation (InvokeEndpoint) made to fail, to prove the
-  notebook still cleans up.
+- BYOC_TEST_FAIL_OPERATION: an operation made to fail, as <service>.<Operation>
+  (sagemaker-runtime.InvokeEndpoint, sagemaker.CreateTransformJob), to prove the notebook still cleans up.
+- BYOC_TEST_MODEL_ARTIFACT: a model.tar.gz written where a completed training job's artifact is (moto names
+  the artifact and writes none; see _emulate_model_artifact).
+- BYOC_TEST_TRANSFORM_ANSWERS: a JSON list of answer lines a transform job writes, one per input record
+  (see _emulate_transform_output).
 - BYOC_TEST_JOB_LOG: a JSON list of lines each host of a training job writes to CloudWatch Logs, as SageMaker's
   agent does while the job runs (see _emulate_job_log).
 """
@@ -86,6 +90,109 @@ def _emulate_job_log(lines: list[str]) -> dict:
     }
 
 
+def _emulator_client(service: str, region: str):
+    """A client for the emulator's own requests: its user agent keeps them out of the test's record."""
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(user_agent_extra="byoc-test-emulator")
+    return boto3.client(service, region_name=region, config=config)
+
+
+def _region() -> str:
+    import os
+
+    return os.environ["AWS_DEFAULT_REGION"]  # the notebook's set-up cell sets it to its region
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _emulate_model_artifact(artifact: str) -> dict:
+    """A completed training job's model.tar.gz in S3, as SageMaker uploads it; moto only names it."""
+    if not artifact:
+        return {}
+    written: set[str] = set()
+
+    def described(parsed: dict, **_: object) -> None:
+        uri = parsed.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        if parsed.get("TrainingJobStatus") == "Completed" and uri and uri not in written:
+            written.add(uri)
+            bucket, key = _split_s3(uri)
+            region = parsed["TrainingJobArn"].split(":")[3]
+            with open(artifact, "rb") as packed:
+                _emulator_client("s3", region).put_object(Bucket=bucket, Key=key, Body=packed.read())
+
+    return {"after-call.sagemaker.DescribeTrainingJob": described}
+
+
+def _emulate_transform_output(answers: list[str]) -> dict:
+    """A transform job's output, as SageMaker writes it with SplitType=Line and AssembleWith=Line: for each input
+    object, <output path>/<name>.out with one answer line per input line (answers taken in turn). moto completes a
+    transform job at once and writes nothing."""
+    if not answers:
+        return {}
+
+    def creating(params: dict, context: dict, **_: object) -> None:
+        context["emulated_transform"] = params
+
+    def created(context: dict, http_response, **_: object) -> None:
+        params = context.get("emulated_transform")
+        if http_response.status_code != 200 or not params:
+            return
+        s3 = _emulator_client("s3", _region())
+        bucket, prefix = _split_s3(params["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+        out_bucket, out_prefix = _split_s3(params["TransformOutput"]["S3OutputPath"])
+        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            records = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+            count = sum(1 for record in records if record.strip())
+            lines = [answers[index % len(answers)] for index in range(count)]
+            key = f"{out_prefix.rstrip('/')}/{item['Key'][len(folder) :]}.out"
+            s3.put_object(Bucket=out_bucket, Key=key, Body="".join(f"{line}\n" for line in lines).encode())
+
+    return {
+        "before-parameter-build.sagemaker.CreateTransformJob": creating,
+        "after-call.sagemaker.CreateTransformJob": created,
+    }
+
+
+def _emulate_async_output() -> dict:
+    """An async invocation's answer where SageMaker writes it: <AsyncInferenceConfig output path>/<inference id>.out
+    (failures: <failure path>/<inference id>-error.out). moto writes it to a bucket of its own, response.json."""
+
+    def invoking(params: dict, context: dict, **_: object) -> None:
+        context["emulated_async"] = params["EndpointName"]
+
+    def invoked(parsed: dict, context: dict, http_response, **_: object) -> None:
+        if http_response.status_code != 200 or "OutputLocation" not in parsed:
+            return
+        sagemaker = _emulator_client("sagemaker", _region())
+        s3 = _emulator_client("s3", _region())
+        endpoint = sagemaker.describe_endpoint(EndpointName=context["emulated_async"])
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        output = config["AsyncInferenceConfig"]["OutputConfig"]
+        moto_bucket, moto_key = _split_s3(parsed["OutputLocation"])
+        answer = s3.get_object(Bucket=moto_bucket, Key=moto_key)["Body"].read()
+        for found in s3.list_objects_v2(Bucket=moto_bucket).get("Contents", []):
+            s3.delete_object(Bucket=moto_bucket, Key=found["Key"])
+        s3.delete_bucket(Bucket=moto_bucket)
+        inference_id = parsed["InferenceId"]
+        location = f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out"
+        bucket, key = _split_s3(location)
+        s3.put_object(Bucket=bucket, Key=key, Body=answer)
+        parsed["OutputLocation"] = location
+        failures = output.get("S3FailurePath") or output["S3OutputPath"]
+        parsed["FailureLocation"] = f"{failures.rstrip('/')}/{inference_id}-error.out"
+
+    return {
+        "before-parameter-build.sagemaker-runtime.InvokeEndpointAsync": invoking,
+        "after-call.sagemaker-runtime.InvokeEndpointAsync": invoked,
+    }
+
+
 def _install() -> None:
     import json
     import os
@@ -126,7 +233,13 @@ def _install() -> None:
         raise RuntimeError("failure injected by the notebook test")
 
     failing = os.environ.get("BYOC_TEST_FAIL_OPERATION")
-    job_log = _emulate_job_log(json.loads(os.environ.get("BYOC_TEST_JOB_LOG") or "[]"))
+    # In this order: the job log's handler may still report a job InProgress, before its artifact is written.
+    emulated = [
+        *_emulate_job_log(json.loads(os.environ.get("BYOC_TEST_JOB_LOG") or "[]")).items(),
+        *_emulate_model_artifact(os.environ.get("BYOC_TEST_MODEL_ARTIFACT", "")).items(),
+        *_emulate_transform_output(json.loads(os.environ.get("BYOC_TEST_TRANSFORM_ANSWERS") or "[]")).items(),
+        *_emulate_async_output().items(),
+    ]
     original_init = botocore.session.Session.__init__
 
     def init_with_emulator_hooks(self: botocore.session.Session, *args: object, **kwargs: object) -> None:
@@ -134,8 +247,8 @@ def _install() -> None:
         for operation in ("DescribeModel", "DescribeEndpointConfig", "DescribeEndpoint"):
             self.register(f"after-call.sagemaker.{operation}", drop_empty_configs)
         if failing:
-            self.register(f"before-call.sagemaker-runtime.{failing}", fail)
-        for event, handler in job_log.items():
+            self.register(f"before-call.{failing}", fail)
+        for event, handler in emulated:
             self.register(event, handler)
 
     botocore.session.Session.__init__ = init_with_emulator_hooks

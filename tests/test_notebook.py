@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,6 +30,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import urllib.request
 import xml.etree.ElementTree as ElementTree
@@ -42,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from .conftest import SUPPORTED, TEMPLATE_DIR, Combination, package_name
+from .conftest import BASE_IMAGES, FRAMEWORKS, SUPPORTED, TEMPLATE_DIR, Combination, package_name
 
 NOTEBOOK_VENV = TEMPLATE_DIR / ".venv-notebook"
 STARTUP_FILE = Path(__file__).with_name("notebook_kernel_startup.py")
@@ -79,6 +81,29 @@ BEST_JOB = "FakeTrainingJobName"
 # moto answers invocations with whatever is queued; these stand for the model's answers to five rows.
 CSV_ANSWER = "0\n1\n2\n0\n1\n"
 JSON_ANSWER = {"predictions": [0, 1, 2, 0, 1]}
+
+# HOSTING_MODE: every combination's run hosts in real time (the notebook's default). Each other mode runs on a covering
+# set: once with each base image (the serving image and its environment differ by base image only), the frameworks
+# spread among them. Serverless and multi-model are CPU only (the set-up cell refuses them otherwise: the refusal
+# tests below). test_hosting_cover_spans_every_mode_and_base_image checks this table against the notebook's modes.
+HOSTING_COVER = {
+    "batch": ["pytorch-train+serve-from-scratch-gpu", "sklearn-train+serve-extend-prebuilt-cpu"],
+    "async": ["tensorflow-train+serve-from-scratch-cpu", "pytorch-train+serve-extend-prebuilt-gpu"],
+    "serverless": ["sklearn-train+serve-from-scratch-cpu", "tensorflow-train+serve-extend-prebuilt-cpu"],
+    "multi-model": ["pytorch-train+serve-from-scratch-cpu", "tensorflow-train+serve-extend-prebuilt-cpu"],
+}
+# One run per mode with the mode's own request made to fail (<service>.<Operation>), on scikit-learn projects (the
+# quickest kernel), to prove that the notebook deletes what it created.
+HOSTING_FAILURES = {
+    "batch": ("sklearn-train+serve-from-scratch-cpu", "sagemaker.CreateTransformJob"),
+    "async": ("sklearn-train+serve-extend-prebuilt-cpu", "sagemaker-runtime.InvokeEndpointAsync"),
+    "serverless": ("sklearn-train+serve-from-scratch-cpu", "sagemaker-runtime.InvokeEndpoint"),
+    "multi-model": ("sklearn-train+serve-extend-prebuilt-cpu", "sagemaker-runtime.InvokeEndpoint"),
+}
+BY_ID = {c.id: c for c in SUPPORTED}
+HOSTING_RUNS = [(mode, BY_ID[key]) for mode, keys in HOSTING_COVER.items() for key in keys]
+SERVERLESS = {"serverless_memory_mb": 3072, "serverless_max_concurrency": 7}  # not the notebook's defaults
+MULTI_MODEL_TARGETS = ["model-a.tar.gz", "model-b.tar.gz"]
 
 SCHEMA_DUMP = """
 import json
@@ -144,6 +169,7 @@ class Run:
     training_log: str
     reference_seconds: float
     parameters: dict[str, Any] = field(default_factory=dict)  # the notebook's parameters besides the basic ones
+    hosting_mode: str = "realtime"
     expected_ranges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tuning runs: ParameterRanges
     expected_static: dict[str, str] = field(default_factory=dict)  # tuning runs: StaticHyperParameters
     best_artifact: str = ""  # tuning runs: the model artifact of the best training job the test made
@@ -167,6 +193,10 @@ class Run:
 
     def failure(self) -> str:
         return f"{self.combination.id}: papermill exited {self.returncode}\n{self.log[-8000:]}"
+
+    def prefix(self) -> str:
+        """s3://<bucket>/<prefix> of the run, from where the notebook uploaded the train channel."""
+        return run_prefix(self.only("CreateTrainingJob")["InputDataConfig"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -273,10 +303,14 @@ def parse_recorded(line: str) -> Call | None:
         operation = target.split(".", 1)[1]
     elif service == "sagemaker" and parts.path.endswith("/invocations"):
         service, operation = "sagemaker-runtime", "InvokeEndpoint"
+    elif service == "sagemaker" and parts.path.endswith("/async-invocations"):
+        service, operation = "sagemaker-runtime", "InvokeEndpointAsync"
     elif service in {"sts", "iam"}:
         operation = parse_qs(raw.decode())["Action"][0]
     elif service == "s3":
         operation = s3_operation(entry["method"], parts.path, query)
+        if operation == "PutObject" and "x-amz-copy-source" in headers:
+            operation = "CopyObject"
     else:
         operation = f"{entry['method']} {parts.path}"
     return Call(service, operation, entry["method"], unquote(parts.path), query, headers, raw)
@@ -361,7 +395,12 @@ def as_sagemaker_string(value: Any) -> str:
 
 
 def kernel_environment(
-    workdir: Path, project: Path, moto: MotoServer, fail_operation: str | None, job_log: list[str]
+    workdir: Path,
+    project: Path,
+    moto: MotoServer,
+    fail_operation: str | None,
+    job_log: list[str],
+    emulated: dict[str, str],
 ) -> dict[str, str]:
     ipython = workdir / "ipython" / "profile_default" / "startup"
     ipython.mkdir(parents=True)
@@ -395,7 +434,7 @@ def kernel_environment(
     )
     if fail_operation:
         env["BYOC_TEST_FAIL_OPERATION"] = fail_operation
-    return env
+    return {**env, **emulated}
 
 
 def package_source(project: Path) -> str:
@@ -425,10 +464,14 @@ def make_reference(project: Path, workdir: Path) -> Reference:
     return Reference(tree, training.stdout + training.stderr, schema, time.monotonic() - started)
 
 
-def prepare(combination: Combination, project: Path, reference: Reference, tuned: bool = False) -> Run:
+def prepare(
+    combination: Combination, project: Path, reference: Reference, tuned: bool = False, hosting_mode: str = "realtime"
+) -> Run:
     answers = json.loads((project / ".cookiecutter.json").read_text())
     overrides = overrides_for(reference.schema)
     parameters: dict[str, Any] = SPOT if combination.scope == "train-only" else WARM_POOL
+    if hosting_mode != "realtime":
+        parameters = {"HOSTING_MODE": hosting_mode, **(SERVERLESS if hosting_mode == "serverless" else {})}
     if combination in LOCAL_CODE:
         parameters = {**parameters, "use_local_code": True}
     tuning_expected: dict[str, Any] = {}
@@ -455,6 +498,7 @@ def prepare(combination: Combination, project: Path, reference: Reference, tuned
         parameters=parameters,
         expected_ranges=tuning_expected.get("ranges", {}),
         expected_static={name: expected[name] for name in tuning_expected.get("static", [])},
+        hosting_mode=hosting_mode,
     )
 
 
@@ -462,16 +506,15 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
     output = workdir / "launch.out.ipynb"
     moto = MotoServer(workdir)
     try:
-        moto.post_json(
-            "/moto-api/static/sagemaker/endpoint-results",
-            {
-                "region": run.answers["aws_region"],
-                "results": [
-                    {"Body": CSV_ANSWER, "ContentType": "text/csv"},
-                    {"Body": json.dumps(JSON_ANSWER), "ContentType": "application/json"},
-                ],
-            },
-        )
+        # The answers moto gives, in turn: a CSV and a JSON request, or, to a multi-model endpoint, two CSV ones.
+        second = {"Body": json.dumps(JSON_ANSWER), "ContentType": "application/json"}
+        if run.hosting_mode == "multi-model":
+            second = {"Body": CSV_ANSWER, "ContentType": "text/csv"}
+        region = run.answers["aws_region"]
+        results = [{"Body": CSV_ANSWER, "ContentType": "text/csv"}, second]
+        moto.post_json("/moto-api/static/sagemaker/endpoint-results", {"region": region, "results": results})
+        async_results = {"region": region, "results": [{"data": CSV_ANSWER}]}
+        moto.post_json("/moto-api/static/sagemaker/async-endpoint-results", async_results)
         parameters = {
             "role_arn": ROLE_ARN,
             "bucket": BUCKET,
@@ -480,7 +523,6 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
             "hyperparameters": run.overrides,
             **run.parameters,
         }
-        region = run.answers["aws_region"]
         if tuning(run):
             run.best_artifact = make_best_job(moto, run)
         set_up = len(moto.calls())  # the test's own requests so far, left out of those the notebook made
@@ -503,7 +545,7 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
                 "--parameters_yaml",
                 json.dumps(parameters),
             ],
-            env=kernel_environment(workdir, run.project, moto, fail_operation, job_log(run)),
+            env=kernel_environment(workdir, run.project, moto, fail_operation, job_log(run), emulated(run, workdir)),
             capture_output=True,
             text=True,
             timeout=RUN_TIMEOUT,
@@ -532,6 +574,24 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
             "".join(item.get("text", "")) for cell in notebook["cells"] for item in cell.get("outputs", [])
         )
     return run
+
+
+def emulated(run: Run, workdir: Path) -> dict[str, str]:
+    """What the emulator does besides moto for the run's hosting mode (notebook_kernel_startup.py)."""
+    if run.hosting_mode == "batch":
+        return {"BYOC_TEST_TRANSFORM_ANSWERS": json.dumps(CSV_ANSWER.splitlines())}
+    if run.hosting_mode == "multi-model":
+        return {"BYOC_TEST_MODEL_ARTIFACT": str(model_artifact(run, workdir))}
+    return {}
+
+
+def model_artifact(run: Run, workdir: Path) -> Path:
+    """model.tar.gz of the project's own training run: what the emulator uploads as the training job's artifact."""
+    artifact = workdir / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as packed:
+        for path in sorted((run.reference / "model").rglob("*")):
+            packed.add(path, arcname=path.relative_to(run.reference / "model").as_posix(), recursive=False)
+    return artifact
 
 
 def job_log(run: Run) -> list[str]:
@@ -587,9 +647,14 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
     wanted_tuning = {item.callspec.params["tuning_run"].id for item in items if "tuning_run" in item.fixturenames}
     wanted_failure = any(item.originalname == "test_clean_up_runs_when_a_request_fails" for item in items)
     failing = next((c for c in SUPPORTED if c.scope == "train+serve"), None) if wanted_failure else None
+    wanted_hosting = {item.callspec.params["hosting_run"] for item in items if "hosting_run" in item.fixturenames}
+    wanted_hosting_failures = {
+        item.callspec.params["hosting_failure"] for item in items if "hosting_failure" in item.fixturenames
+    }
+    hosted = {c.id for _, c in wanted_hosting} | {HOSTING_FAILURES[mode][0] for mode in wanted_hosting_failures}
     projects = {}
     for combination in SUPPORTED:
-        if combination.id in wanted | wanted_tuning or combination == failing:
+        if combination.id in wanted | wanted_tuning | hosted or combination == failing:
             result = bake_once(**combination.answers())
             assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
             projects[combination.id] = (combination, result.project_path)
@@ -602,15 +667,31 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
         if key not in references:
             references[key] = pool.submit(make_reference, project, tmp_path_factory.mktemp("reference"))
 
-    def one(key: str, combination: Combination, project: Path, fail: str | None = None, tuned: bool = False) -> Run:
-        run = prepare(combination, project, references[package_source(project)].result(), tuned)
+    def one(
+        key: str,
+        combination: Combination,
+        project: Path,
+        fail: str | None = None,
+        tuned: bool = False,
+        hosting_mode: str = "realtime",
+    ) -> Run:
+        run = prepare(combination, project, references[package_source(project)].result(), tuned, hosting_mode)
         return execute(run, tmp_path_factory.mktemp(f"notebook-{key}"), fail)
 
     futures = {key: pool.submit(one, key, *value) for key, value in projects.items() if key in wanted}
     for key in wanted_tuning:
         futures[f"tuning-{key}"] = pool.submit(one, f"tuning-{key}", *projects[key], tuned=True)
     if failing:
-        futures["failed-request"] = pool.submit(one, "failed-request", *projects[failing.id], "InvokeEndpoint")
+        futures["failed-request"] = pool.submit(
+            one, "failed-request", *projects[failing.id], "sagemaker-runtime.InvokeEndpoint"
+        )
+    for mode, combination in sorted(wanted_hosting, key=lambda pair: (pair[0], pair[1].id)):
+        key = hosting_key(mode, combination)
+        futures[key] = pool.submit(one, key, *projects[combination.id], hosting_mode=mode)
+    for mode in sorted(wanted_hosting_failures):
+        combination_id, operation = HOSTING_FAILURES[mode]
+        key = f"failed-{mode}"
+        futures[key] = pool.submit(one, key, *projects[combination_id], operation, hosting_mode=mode)
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -623,6 +704,20 @@ def run(request, runs) -> Run:
 @pytest.fixture(params=TUNING, ids=lambda c: c.id)
 def tuning_run(request, runs) -> Run:
     return runs[f"tuning-{request.param.id}"].result()
+
+
+def hosting_key(mode: str, combination: Combination) -> str:
+    return f"{mode}-{combination.id}"
+
+
+@pytest.fixture(params=HOSTING_RUNS, ids=lambda pair: hosting_key(*pair))
+def hosting_run(request, runs) -> Run:
+    return runs[hosting_key(*request.param)].result()
+
+
+@pytest.fixture(params=sorted(HOSTING_FAILURES))
+def hosting_failure(request, runs) -> Run:
+    return runs[f"failed-{request.param}"].result()
 
 
 def serves(run: Run) -> bool:
@@ -815,21 +910,7 @@ def test_model_endpoint_and_invocations(run):
     if not serves(run):
         assert not [call for call in run.calls if "Endpoint" in call.operation or "Model" in call.operation]
         return
-    artifact = run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
-    model = run.only("CreateModel")
-    if run.answers["base_image"] == "extend-prebuilt":
-        # AWS's prebuilt inference image for the region serves, with the handlers from the artifact's code/.
-        prebuilt = json.loads((run.project / "prebuilt-images.json").read_text())
-        region = run.answers["aws_region"]
-        account = prebuilt["inference_accounts"][region]
-        expected_image = f"{account}.dkr.ecr.{region}.amazonaws.com/{prebuilt['inference_image']}"
-        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
-    else:
-        expected_image = run.image_uri
-    assert model["PrimaryContainer"]["Image"] == expected_image
-    assert model["PrimaryContainer"]["ModelDataUrl"] == artifact
-    assert model["ExecutionRoleArn"] == ROLE_ARN
+    model = assert_model(run)
     config = run.only("CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
@@ -837,18 +918,45 @@ def test_model_endpoint_and_invocations(run):
     assert variant["InitialInstanceCount"] == 1
     endpoint = run.only("CreateEndpoint")
     assert endpoint["EndpointConfigName"] == config["EndpointConfigName"]
+    assert_sample_requests(run, endpoint["EndpointName"])
+    order = [call.operation for call in run.calls if call.service.startswith("sagemaker")]
+    assert order.index("CreateTrainingJob") < order.index("CreateModel") < order.index("CreateEndpoint")
+    assert order.index("CreateEndpoint") < order.index("InvokeEndpoint") < order.index("DeleteEndpoint")
+
+
+def assert_sample_requests(run: Run, endpoint_name: str) -> None:
+    """The sample CSV and JSON requests, each answered in its format, and the JSON answer printed."""
     invocations = [call for call in run.calls if call.operation == "InvokeEndpoint"]
     samples = run.reference / "sample-requests"
-    path = f"/endpoints/{endpoint['EndpointName']}/invocations"
+    path = f"/endpoints/{endpoint_name}/invocations"
     sent = [(call.path, call.headers["content-type"], call.headers["accept"], call.body) for call in invocations]
     assert sent == [
         (path, "text/csv", "text/csv", (samples / "payload.csv").read_bytes()),
         (path, "application/json", "application/json", (samples / "payload.json").read_bytes()),
     ]
     assert str(JSON_ANSWER) in run.output, "the notebook did not print the endpoint's JSON answer"
-    order = [call.operation for call in run.calls if call.service.startswith("sagemaker")]
-    assert order.index("CreateTrainingJob") < order.index("CreateModel") < order.index("CreateEndpoint")
-    assert order.index("CreateEndpoint") < order.index("InvokeEndpoint") < order.index("DeleteEndpoint")
+
+
+def serving_image(run: Run) -> str:
+    if run.answers["base_image"] == "extend-prebuilt":
+        # AWS's prebuilt inference image for the region serves, with the handlers from the artifact's code/.
+        prebuilt = json.loads((run.project / "prebuilt-images.json").read_text())
+        region = run.answers["aws_region"]
+        account = prebuilt["inference_accounts"][region]
+        return f"{account}.dkr.ecr.{region}.amazonaws.com/{prebuilt['inference_image']}"
+    return run.image_uri
+
+
+def assert_model(run: Run) -> dict[str, Any]:
+    """The one model, serving the training job's artifact with the serving image; returns the CreateModel request."""
+    model = run.only("CreateModel")
+    if run.answers["base_image"] == "extend-prebuilt":
+        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert model["PrimaryContainer"]["Image"] == serving_image(run)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model["ExecutionRoleArn"] == ROLE_ARN
+    return model
 
 
 def assert_all_deleted(run: Run) -> None:
@@ -877,6 +985,213 @@ def test_clean_up_runs_when_a_request_fails(runs):
     assert "failure injected by the notebook test" in run.log
     assert [call.operation for call in run.calls if call.operation == "InvokeEndpoint"] == []
     assert_all_deleted(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The other hosting modes, on the covering set
+
+
+def notebook_hosting_modes(bake_once) -> list[str]:
+    """HOSTING_MODES as the rendered notebook's set-up cell declares it."""
+    combination = next(c for c in SUPPORTED if c.scope == "train+serve")
+    project = bake_once(**combination.answers()).project_path
+    cells = json.loads((project / "notebooks" / "launch.ipynb").read_text())["cells"]
+    source = "".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
+    found = re.search(r"^HOSTING_MODES = (\(.*\))$", source, flags=re.MULTILINE)
+    assert found, "the notebook declares no HOSTING_MODES"
+    return list(ast.literal_eval(found.group(1)))
+
+
+def test_hosting_cover_spans_every_mode_and_base_image(bake_once):
+    modes = notebook_hosting_modes(bake_once)
+    assert modes[0] == "realtime"  # the default, which every combination's run uses
+    assert set(HOSTING_COVER) == set(HOSTING_FAILURES) == set(modes) - {"realtime"}
+    frameworks = set()
+    for mode, keys in HOSTING_COVER.items():
+        assert set(keys) <= set(BY_ID), f"{mode}: {sorted(set(keys) - set(BY_ID))} are not supported combinations"
+        combinations = [BY_ID[key] for key in keys]
+        assert all(c.scope == "train+serve" for c in combinations), mode
+        assert sorted(c.base_image for c in combinations) == sorted(BASE_IMAGES), mode
+        if mode in {"serverless", "multi-model"}:
+            assert all(c.processor == "cpu" for c in combinations), f"{mode} is CPU only"
+        frameworks |= {c.framework for c in combinations}
+    assert frameworks == set(FRAMEWORKS)
+    for mode, (key, operation) in HOSTING_FAILURES.items():
+        assert BY_ID[key].scope == "train+serve" and BY_ID[key].processor == "cpu", mode
+        assert re.fullmatch(r"sagemaker(-runtime)?\.[A-Z]\w+", operation), operation
+
+
+def test_hosting_notebook_runs_to_the_end(hosting_run):
+    run = hosting_run
+    assert run.returncode == 0, run.failure()
+    assert run.network_attempts == "", f"the kernel tried to reach other hosts:\n{run.network_attempts}"
+    print(f"{run.hosting_mode} {run.combination.id}: notebook {run.seconds:.1f} s")
+
+
+def validation_rows(run: Run) -> int:
+    """Rows of the sample validation channel (each CSV file has a header)."""
+    files = sorted((run.reference / "input" / "data" / "validation").rglob("*.csv"))
+    return sum(len([line for line in path.read_text().splitlines() if line.strip()]) - 1 for path in files)
+
+
+def assert_batch_requests(run: Run) -> None:
+    model = assert_model(run)
+    assert not run.sagemaker("CreateEndpointConfig") and not run.sagemaker("CreateEndpoint")
+    prefix = run.prefix()
+    records_uri = f"{prefix}/batch/input/payload.csv"
+    job = run.only("CreateTransformJob")
+    assert job["ModelName"] == model["ModelName"] == job["TransformJobName"]
+    assert job["TransformInput"] == {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": records_uri}},
+        "ContentType": "text/csv",
+        "SplitType": "Line",
+    }
+    assert job["TransformOutput"] == {
+        "S3OutputPath": f"{prefix}/batch/output",
+        "AssembleWith": "Line",
+        "Accept": "text/csv",
+    }
+    assert job["TransformResources"] == {"InstanceType": run.answers["inference_instance_type"], "InstanceCount": 1}
+    assert job["BatchStrategy"] == "MultiRecord"
+    # The input: every validation row, features only, in the format of the sample requests (their first rows).
+    records = run.objects[records_uri].decode().splitlines()
+    assert len(records) == validation_rows(run)
+    assert records[:5] == (run.reference / "sample-requests" / "payload.csv").read_text().splitlines()
+    answers = run.objects[f"{prefix}/batch/output/payload.csv.out"].decode().splitlines()
+    assert len(answers) == len(records)  # the emulator's, one a record; the notebook checks and prints the count
+    assert f"{len(records)} records -> {len(answers)} answers" in run.output
+    described = {call.json()["TransformJobName"] for call in run.sagemaker("DescribeTransformJob")}
+    assert described == {job["TransformJobName"]}  # waited for, and looked at again by the clean-up
+    assert not [call for call in run.calls if call.service == "sagemaker-runtime"]
+
+
+def assert_async_requests(run: Run) -> None:
+    assert_model(run)
+    prefix = run.prefix()
+    config = run.only("CreateEndpointConfig")
+    output = f"{prefix}/async/output"
+    assert config["AsyncInferenceConfig"]["OutputConfig"] == {
+        "S3OutputPath": output,
+        "S3FailurePath": f"{prefix}/async/failures",
+    }
+    (variant,) = config["ProductionVariants"]
+    assert variant["InstanceType"] == run.answers["inference_instance_type"] and variant["InitialInstanceCount"] == 1
+    endpoint = run.only("CreateEndpoint")
+    (call,) = [call for call in run.calls if call.operation == "InvokeEndpointAsync"]
+    assert call.path == f"/endpoints/{endpoint['EndpointName']}/async-invocations"
+    assert call.headers["x-amzn-sagemaker-content-type"] == "text/csv"
+    assert call.headers["x-amzn-sagemaker-accept"] == "text/csv"
+    request = call.headers["x-amzn-sagemaker-inputlocation"]
+    assert request == f"{prefix}/async/input/payload.csv"
+    assert run.objects[request] == (run.reference / "sample-requests" / "payload.csv").read_bytes()
+    assert not [call for call in run.calls if call.operation == "InvokeEndpoint"]
+    # The answer, where the emulator wrote it as SageMaker does, fetched by the notebook and printed.
+    answers = [uri for uri in run.objects if uri.startswith(f"{output}/")]
+    assert len(answers) == 1 and answers[0].endswith(".out"), answers
+    assert run.objects[answers[0]].decode() == CSV_ANSWER
+    bucket, key = answers[0].removeprefix("s3://").split("/", 1)
+    assert [c for c in run.calls if c.operation == "GetObject" and c.path == f"/{bucket}/{key}"]
+    assert f"text/csv -> {CSV_ANSWER}" in run.output
+
+
+def assert_serverless_requests(run: Run) -> None:
+    assert_model(run)
+    config = run.only("CreateEndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {
+        "MemorySizeInMB": SERVERLESS["serverless_memory_mb"],
+        "MaxConcurrency": SERVERLESS["serverless_max_concurrency"],
+    }
+    assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
+    assert "AsyncInferenceConfig" not in config
+    assert_sample_requests(run, run.only("CreateEndpoint")["EndpointName"])
+
+
+def assert_multi_model_requests(run: Run) -> None:
+    prefix = run.prefix()
+    models = f"{prefix}/multi-model/"
+    model = run.only("CreateModel")
+    container = model["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel"
+    assert container["ModelDataUrl"] == models
+    assert container["Image"] == serving_image(run)
+    if run.answers["base_image"] == "extend-prebuilt":
+        assert container["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py"}
+    else:
+        assert not container.get("Environment")
+    assert model["ExecutionRoleArn"] == ROLE_ARN
+    # Two copies of the training job's artifact (the project's own trained model, packed by the test), made in S3.
+    artifact = run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
+    copies = [call for call in run.calls if call.operation == "CopyObject"]
+    source = unquote(artifact.removeprefix("s3://"))
+    assert [(call.path, unquote(call.headers["x-amz-copy-source"]).lstrip("/")) for call in copies] == [
+        (f"/{(models + target).removeprefix('s3://')}", source) for target in MULTI_MODEL_TARGETS
+    ]
+    assert all(run.objects[models + target] == run.objects[artifact] for target in MULTI_MODEL_TARGETS)
+    with tarfile.open(fileobj=io.BytesIO(run.objects[artifact])) as packed:
+        assert packed.getnames(), "the artifact is empty"
+    config = run.only("CreateEndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert variant["ModelName"] == model["ModelName"]
+    assert variant["InstanceType"] == run.answers["inference_instance_type"] and variant["InitialInstanceCount"] == 1
+    endpoint = run.only("CreateEndpoint")
+    assert endpoint["EndpointConfigName"] == config["EndpointConfigName"]
+    invocations = [call for call in run.calls if call.operation == "InvokeEndpoint"]
+    payload = (run.reference / "sample-requests" / "payload.csv").read_bytes()
+    path = f"/endpoints/{endpoint['EndpointName']}/invocations"
+    assert [(call.path, call.headers.get("x-amzn-sagemaker-target-model"), call.body) for call in invocations] == [
+        (path, target, payload) for target in MULTI_MODEL_TARGETS
+    ]
+    for target in MULTI_MODEL_TARGETS:
+        assert f"{target}: text/csv -> {CSV_ANSWER}" in run.output
+
+
+HOSTING_REQUESTS = {
+    "batch": assert_batch_requests,
+    "async": assert_async_requests,
+    "serverless": assert_serverless_requests,
+    "multi-model": assert_multi_model_requests,
+}
+
+
+def test_hosting_requests(hosting_run):
+    assert hosting_run.returncode == 0, hosting_run.failure()
+    HOSTING_REQUESTS[hosting_run.hosting_mode](hosting_run)
+    order = [call.operation for call in hosting_run.calls if call.service.startswith("sagemaker")]
+    assert order.index("CreateTrainingJob") < order.index("CreateModel") < order.index("DeleteModel")
+
+
+def assert_hosting_deleted(run: Run) -> None:
+    if run.hosting_mode != "batch":
+        assert_all_deleted(run)
+        return
+    # A transform job has no delete; the notebook stops one that still runs (moto's are done at once).
+    name = run.only("CreateModel")["ModelName"]
+    assert [call.json()["ModelName"] for call in run.sagemaker("DeleteModel")] == [name]
+    assert not run.sagemaker("StopTransformJob")
+    assert run.left_over == {"Endpoint": [], "EndpointConfig": [], "Model": []}
+
+
+def test_hosting_deletes_what_it_created(hosting_run):
+    assert hosting_run.returncode == 0, hosting_run.failure()
+    assert_hosting_deleted(hosting_run)
+
+
+def test_hosting_clean_up_runs_when_a_request_fails(hosting_failure):
+    run = hosting_failure
+    assert run.returncode != 0, "the injected failure did not fail the notebook"
+    assert "failure injected by the notebook test" in run.log
+    operation = HOSTING_FAILURES[run.hosting_mode][1].split(".", 1)[1]
+    assert not [call for call in run.calls if call.operation == operation], f"{operation} reached the emulator"
+    assert_hosting_deleted(run)
+    if run.hosting_mode == "batch":
+        name = run.only("CreateModel")["ModelName"]
+        assert [call.json()["TransformJobName"] for call in run.sagemaker("DescribeTransformJob")] == [name]
+        assert f"no TransformJob {name} to stop" in run.output
+
+
+def test_iam_policy_allows_every_hosting_call(hosting_run):
+    assert_policy_allows_every_call(hosting_run)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1110,6 +1425,7 @@ def required_permissions(call: Call, region: str, aws_names: dict[str, str]) -> 
             key: aws_names.get(value, value) if isinstance(value, str) else value for key, value in call.json().items()
         }
         kinds = {
+            "TransformJobName": "transform-job",
             "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
             "TrainingJobName": "training-job",
             "EndpointConfigName": "endpoint-config",
@@ -1126,11 +1442,14 @@ def required_permissions(call: Call, region: str, aws_names: dict[str, str]) -> 
         return needed
     if call.service == "sagemaker-runtime":
         name = call.path.split("/")[2]
-        return [("sagemaker:InvokeEndpoint", f"{sagemaker_arn}:endpoint/{name.lower()}")]
+        return [(f"sagemaker:{call.operation}", f"{sagemaker_arn}:endpoint/{name.lower()}")]
     if call.service == "s3":
         if call.operation == "ListBuckets":
             return [("s3:ListAllMyBuckets", "*")]
         bucket, _, key = call.path.lstrip("/").partition("/")
+        if call.operation == "CopyObject":
+            source = unquote(call.headers["x-amz-copy-source"]).lstrip("/")
+            return [("s3:GetObject", f"arn:aws:s3:::{source}"), ("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")]
         action = {
             "CreateBucket": "s3:CreateBucket",
             "HeadBucket": "s3:ListBucket",
