@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}._runtime.inference import (
     InferenceError,
     UnsupportedAccept,
     UnsupportedContentType,
+    check_content_type,
     input_fn,
     model_fn,
     output_fn,
@@ -88,6 +89,15 @@ def test_another_charset_is_415_naming_it(content_type, charset):
     with pytest.raises(UnsupportedContentType, match=f"charset '{charset.lower()}' is not supported") as raised:
         input_fn("é".encode("latin-1"), f"{content_type}; charset={charset}")
     assert raised.value.status == 415
+
+
+def test_a_server_can_check_the_content_type_before_reading_the_body():
+    assert check_content_type("Text/CSV; charset=UTF-8; header=present") == "text/csv"
+    assert check_content_type(f"{NPY}; charset=latin-1") == NPY  # a binary body has no charset to honour
+    with pytest.raises(UnsupportedContentType, match="charset 'latin-1' is not supported"):
+        check_content_type("application/jsonlines; charset=latin-1")
+    with pytest.raises(UnsupportedContentType, match="content type '\\(none\\)' is not supported; use text/csv or "):
+        check_content_type(None)
 
 
 @pytest.mark.parametrize("encoding", [None, "", "identity", "Identity"])

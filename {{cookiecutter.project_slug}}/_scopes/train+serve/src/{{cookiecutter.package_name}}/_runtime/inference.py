@@ -23,6 +23,7 @@ from .payloads import (
     UnsupportedAccept,
     UnsupportedContentType,
     align,
+    check_content_type,
     encode,
     media_type,
     parse,
@@ -38,6 +39,7 @@ __all__ = [
     "LoadedModel",
     "UnsupportedAccept",
     "UnsupportedContentType",
+    "check_content_type",
     "input_fn",
     "media_type",
     "model_fn",
@@ -61,7 +63,9 @@ def model_fn(model_dir: str | Path) -> LoadedModel:
 
 
 def input_fn(body: bytes | bytearray | str, content_type: str) -> Rows:
-    """A request body as rows: by position, by a CSV header's names, or as JSON records."""
+    """A request body as rows: by position, by a CSV header's names, or as JSON records.
+
+    `content_type` is the whole Content-Type header: `charset` and CSV's `header` are read from it."""
     return parse(body, content_type)
 
 

@@ -141,10 +141,17 @@ def check_content_encoding(value: str | None) -> None:
         )
 
 
-def check_charset(content_type: str | None) -> None:
-    charset = parameters(content_type).get("charset")
-    if charset is not None and charset not in UTF8_CHARSETS:
+def check_content_type(header: str | None) -> str:
+    """The media type of a Content-Type header the handlers read (415 for another type, or for text in
+    another charset than UTF-8), so that a server can refuse it before reading the body."""
+    kind = media_type(header)
+    if kind not in CONTENT_TYPES:
+        shown_kind = kind or "(none)"
+        raise UnsupportedContentType(f"content type {shown_kind!r} is not supported; use {supported(CONTENT_TYPES)}")
+    charset = parameters(header).get("charset")
+    if kind in TEXT_TYPES and charset is not None and charset not in UTF8_CHARSETS:
         raise UnsupportedContentType(f"charset {shown(charset)} is not supported; send UTF-8 text (charset=utf-8)")
+    return kind
 
 
 def decode(body: bytes | bytearray | str) -> str:
@@ -334,14 +341,10 @@ def npy_bytes(values: np.ndarray) -> bytes:
 
 def parse(body: bytes | bytearray | str, content_type: str) -> Rows:
     """The request's rows; `content_type` is the whole header, with its parameters (charset, header)."""
-    kind = media_type(content_type)
-    if kind not in CONTENT_TYPES:
-        shown_kind = kind or "(none)"
-        raise UnsupportedContentType(f"content type {shown_kind!r} is not supported; use {supported(CONTENT_TYPES)}")
+    kind = check_content_type(content_type)
     if kind == NPY:
         rows = parse_npy(body)
     else:
-        check_charset(content_type)
         text = decode(body)
         if not text.strip():
             raise InferenceError("the body holds no rows to predict")
