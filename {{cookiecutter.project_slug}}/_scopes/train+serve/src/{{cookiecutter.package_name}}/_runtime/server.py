@@ -5,7 +5,10 @@ gunicorn master that restarts a worker that dies or hangs. Each worker loads the
 after the fork (deep-learning runtimes do not survive a fork once loaded) and runs one request
 at a time on its event loop, like a sync worker, without the per-request connection set-up.
 Settings come from SageMaker's variables: SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
-SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB and SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
+SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT and
+SAGEMAKER_BATCH, each checked before the server starts. GET /execution-parameters tells a batch
+transform job how to send its records. ServingProtocol keeps refusals readable by clients that write
+the whole body first, and bounds request heads and idle connections.
 With SAGEMAKER_MULTI_MODEL=true it serves the models SageMaker loads through /models instead
 (multi_model.py), each invoked at /models/<name>/invoke under the rules of /invocations.
 The workers share the CPUs: each runs its framework's maths on its share of them (`share_cores`).
