@@ -154,6 +154,25 @@ def test_a_model_loaded_by_one_worker_answers_on_another_until_unloaded(tmp_path
     assert other._held == {}
 
 
+def test_two_workers_loading_one_name_at_once_answer_200_and_409(tmp_path, trained_tree):
+    config = store_config(tmp_path)
+    url = copy_model(trained_tree / "model", tmp_path / "models", "first")
+    other = ModelStore(config, memory=plenty)
+    answers = []
+
+    def load_while_the_other_worker_loads_too(folder):
+        if not answers:
+            answers.append(other.load("first", url).name)  # the other worker's load ends while this one's runs
+        return model_fn(folder)
+
+    first = ModelStore(config, load=load_while_the_other_worker_loads_too, memory=plenty)
+    assert refusal(first.load, "first", url)[0] == 409
+    assert answers == ["first"]
+    assert [entry.name for entry in first.page()[0]] == ["first"]
+    expected = model_fn(url).model.predict(ROWS)
+    np.testing.assert_array_equal(first.model("first").model.predict(ROWS), expected)  # from the registry
+
+
 def test_a_name_loaded_again_after_an_unload_is_the_new_model_on_every_worker(tmp_path, trained_tree, mirrored_tree):
     config = store_config(tmp_path)
     loading, other = ModelStore(config, memory=plenty), ModelStore(config, memory=plenty)

@@ -7,14 +7,16 @@ once, to whichever worker takes the connection, while any worker may take the ne
 
 How the workers agree: the server's master makes a registry folder before the fork; a load is
 one file in it, written by the worker that took the load once that worker has loaded the model and
-the memory rule admits it, and an unload deletes the file. Before answering a /models request a
-worker drops its own copies of models whose file is gone, and an invoke reads the model's file:
+the memory rule admits it, and an unload deletes the file. Before answering any request (pings
+included) a worker drops its own copies of models whose file is gone, and an invoke reads the model's file:
 absent is a 404 on every worker, present but not held yet means this worker loads its own copy
 from the file's url first (the one the caller already got a 200 for, so it is known to load).
 Checks and writes happen under a lock on the folder, so two workers taking loads of one name at
 once answer 200 and 409. Multi Model Server does the same job with a Java front end that loads a
 model into all its Python workers; here every worker is already a full server, and the registry
-is the only thing they share. The first invoke of a model on each worker pays that worker's load.
+is the only thing they share, so the workers keep answering at once (one worker would serialise every
+invoke). The first invoke of a model on each worker pays that worker's load. A worker the master
+replaces finds every model in the registry; the master alone removes it, when the server stops.
 
 Memory: each worker holds its own copy, so a model costs its size times the number of workers.
 Its size is the larger of the worker's resident memory growth across the load and the files'
