@@ -1357,6 +1357,122 @@ def test_launch_options_that_work_get_as_far_as_aws(refusals):
     assert refusals["accepted"]["error"] == "ReachedAws", refusals["accepted"]
 
 
+# The same way for HOSTING_MODE and the serverless settings: {case: [parameters, what the refusal names]} in argv[2];
+# an empty list of mentions marks settings that must get as far as AWS.
+HOSTING_HARNESS = """
+import json, sys, types
+
+class ReachedAws(Exception):
+    pass
+
+def reach(*args, **kwargs):
+    raise ReachedAws("the set-up cell reached for AWS")
+
+for name in ("boto3", "sagemaker", "sagemaker.core", "sagemaker.core.helper", "sagemaker.core.helper.session_helper"):
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["boto3"].Session = reach
+sys.modules["sagemaker.core.helper.session_helper"].Session = reach
+
+notebook = json.load(open(sys.argv[1]))
+cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+parameters = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+set_up = next("".join(c["source"]) for c in cells if "check_job_options(" in "".join(c["source"]))
+outcomes = {}
+for case, (options, mentions) in json.loads(sys.argv[2]).items():
+    namespace = {}
+    exec(parameters, namespace)
+    namespace.update({"role_arn": "arn:aws:iam::123456789012:role/r", "image_uri": "image", **options})
+    try:
+        exec(set_up, namespace)
+        outcome = ("ran to the end", "")
+    except Exception as error:
+        outcome = (type(error).__name__, str(error))
+    outcomes[case] = {"error": outcome[0], "message": outcome[1], "mentions": mentions}
+print(json.dumps(outcomes))
+"""
+SERVERLESS_MODE = {"HOSTING_MODE": "serverless"}
+HOSTING_CASES = {
+    "cpu": {
+        "an unknown hosting mode": (
+            {"HOSTING_MODE": "streaming"},
+            ["HOSTING_MODE", "'streaming'", "realtime", "batch", "async", "serverless", "multi-model"],
+        ),
+        "serverless memory not in whole GB": (
+            {**SERVERLESS_MODE, "serverless_memory_mb": 1536},
+            ["serverless_memory_mb", "1536", "1024", "6144"],
+        ),
+        "serverless memory above 6 GB": (
+            {**SERVERLESS_MODE, "serverless_memory_mb": 7168},
+            ["serverless_memory_mb", "7168", "6144"],
+        ),
+        "serverless memory as text": (
+            {**SERVERLESS_MODE, "serverless_memory_mb": "2048"},
+            ["serverless_memory_mb", "'2048'"],
+        ),
+        "serverless concurrency 0": (
+            {**SERVERLESS_MODE, "serverless_max_concurrency": 0},
+            ["serverless_max_concurrency", "1 to 200", "not 0"],
+        ),
+        "serverless concurrency above 200": (
+            {**SERVERLESS_MODE, "serverless_max_concurrency": 201},
+            ["serverless_max_concurrency", "1 to 200", "201"],
+        ),
+        "multi-model on a GPU instance": (
+            {"HOSTING_MODE": "multi-model", "inference_instance_type": "ml.g5.xlarge"},
+            ["multi-model", "ml.g5.xlarge", "CPU"],
+        ),
+        "serverless at its limits": (
+            {**SERVERLESS_MODE, "serverless_memory_mb": 6144, "serverless_max_concurrency": 200},
+            [],
+        ),
+        "serverless at its lower limits": (
+            {**SERVERLESS_MODE, "serverless_memory_mb": 1024, "serverless_max_concurrency": 1},
+            [],
+        ),
+        **{
+            f"{mode} as it comes": ({"HOSTING_MODE": mode}, [])
+            for mode in ("realtime", "batch", "async", "multi-model")
+        },
+    },
+    "gpu": {
+        "serverless in a GPU project": (SERVERLESS_MODE, ["serverless", "CPU only", "GPU"]),
+        "multi-model on the GPU default instance": ({"HOSTING_MODE": "multi-model"}, ["multi-model", "CPU"]),
+        **{f"{mode} as it comes": ({"HOSTING_MODE": mode}, []) for mode in ("realtime", "batch", "async")},
+    },
+}
+HOSTING_PROJECTS = {  # the quickest kernel of each kind
+    "cpu": Combination("sklearn", "train+serve", "from-scratch", "cpu"),
+    "gpu": Combination("pytorch", "train+serve", "from-scratch", "gpu"),
+}
+
+
+@pytest.fixture(scope="module")
+def hosting_refusals(bake_once) -> dict[str, dict[str, dict[str, Any]]]:
+    outcomes = {}
+    for kind, combination in HOSTING_PROJECTS.items():
+        result = bake_once(**combination.answers())
+        assert result.exit_code == 0, f"{combination.id} did not render: {result.exception}"
+        project = result.project_path
+        notebook = str(project / "notebooks" / "launch.ipynb")
+        finished = in_project(project, "-c", HOSTING_HARNESS, notebook, json.dumps(HOSTING_CASES[kind]))
+        outcomes[kind] = json.loads(finished.stdout)
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [pytest.param(kind, case, id=f"{kind}: {case}") for kind, cases in HOSTING_CASES.items() for case in cases],
+)
+def test_hosting_settings_are_checked_before_any_aws_call(hosting_refusals, kind, case):
+    outcome = hosting_refusals[kind][case]
+    if not outcome["mentions"]:
+        assert outcome["error"] == "ReachedAws", outcome
+        return
+    assert outcome["error"] == "ValueError", outcome
+    for mention in outcome["mentions"]:
+        assert mention in outcome["message"], f"{case}: the refusal does not name {mention!r}: {outcome['message']}"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The notebook's install instruction is the README's and the Makefile's
 
