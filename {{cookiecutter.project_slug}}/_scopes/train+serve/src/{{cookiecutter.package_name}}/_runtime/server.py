@@ -47,7 +47,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 # SageMaker stops an instance 30 s after SIGTERM; finish in-flight requests well before that.
 GRACEFUL_TIMEOUT_SECONDS = 20
 # Longer than the usual 60 s idle timeout of a proxy in front, so the server is never the side
-# that closes a connection while a request is being sent on it.
+# that closes a connection while a request is being sent on it. Also how long a new connection, or
+# one whose last request was answered, has to send a whole request head (ServingProtocol).
 KEEPALIVE_SECONDS = 75
 TEXT = "text/plain; charset=utf-8"
 MEBIBYTE = 1024 * 1024
