@@ -150,6 +150,8 @@ def expected_files(answers: dict[str, str]) -> set[str]:
     if answers.get("scope", "train+serve") == "train+serve":
         files |= {f"{src}/_runtime/{name}" for name in SERVING_MODULES}
         files |= {
+            "tests/batch_transform.py",
+            "tests/test_batch_transform.py",
             "tests/test_inference.py",
             "tests/test_multi_model.py",
             "tests/test_server.py",
