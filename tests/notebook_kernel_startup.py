@@ -174,18 +174,24 @@ def _emulate_async_output() -> dict:
         endpoint = sagemaker.describe_endpoint(EndpointName=context["emulated_async"])
         config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         output = config["AsyncInferenceConfig"]["OutputConfig"]
-        moto_bucket, moto_key = _split_s3(parsed["OutputLocation"])
-        answer = s3.get_object(Bucket=moto_bucket, Key=moto_key)["Body"].read()
-        for found in s3.list_objects_v2(Bucket=moto_bucket).get("Contents", []):
-            s3.delete_object(Bucket=moto_bucket, Key=found["Key"])
-        s3.delete_bucket(Bucket=moto_bucket)
         inference_id = parsed["InferenceId"]
-        location = f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out"
-        bucket, key = _split_s3(location)
-        s3.put_object(Bucket=bucket, Key=key, Body=answer)
-        parsed["OutputLocation"] = location
         failures = output.get("S3FailurePath") or output["S3OutputPath"]
-        parsed["FailureLocation"] = f"{failures.rstrip('/')}/{inference_id}-error.out"
+        moved = {
+            "OutputLocation": f"{output['S3OutputPath'].rstrip('/')}/{inference_id}.out",
+            "FailureLocation": f"{failures.rstrip('/')}/{inference_id}-error.out",
+        }
+        moto_bucket = _split_s3(parsed["OutputLocation"])[0]
+        written = {found["Key"] for found in s3.list_objects_v2(Bucket=moto_bucket).get("Contents", [])}
+        for name, location in moved.items():  # moto writes one of the two: the answer or the failure
+            moto_key = _split_s3(parsed[name])[1]
+            if moto_key in written:
+                body = s3.get_object(Bucket=moto_bucket, Key=moto_key)["Body"].read()
+                bucket, key = _split_s3(location)
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+            parsed[name] = location
+        for key in written:
+            s3.delete_object(Bucket=moto_bucket, Key=key)
+        s3.delete_bucket(Bucket=moto_bucket)
 
     return {
         "before-parameter-build.sagemaker-runtime.InvokeEndpointAsync": invoking,

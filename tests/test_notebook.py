@@ -92,11 +92,14 @@ HOSTING_COVER = {
     "serverless": ["sklearn-train+serve-from-scratch-cpu", "tensorflow-train+serve-extend-prebuilt-cpu"],
     "multi-model": ["pytorch-train+serve-from-scratch-cpu", "tensorflow-train+serve-extend-prebuilt-cpu"],
 }
-# One run per mode with the mode's own request made to fail (<service>.<Operation>), on scikit-learn projects (the
-# quickest kernel), to prove that the notebook deletes what it created.
+# One run per mode with the mode's own request failing, on scikit-learn projects (the quickest kernel), to prove that
+# the notebook deletes what it created: <service>.<Operation> is refused before it is sent; an asynchronous request
+# fails as it does on AWS, with its error written to the failure path instead of an answer (ASYNC_ERROR).
+ASYNC_ERROR = "async error"
+ASYNC_ERROR_BODY = "the model could not answer: injected by the notebook test"
 HOSTING_FAILURES = {
     "batch": ("sklearn-train+serve-from-scratch-cpu", "sagemaker.CreateTransformJob"),
-    "async": ("sklearn-train+serve-extend-prebuilt-cpu", "sagemaker-runtime.InvokeEndpointAsync"),
+    "async": ("sklearn-train+serve-extend-prebuilt-cpu", ASYNC_ERROR),
     "serverless": ("sklearn-train+serve-from-scratch-cpu", "sagemaker-runtime.InvokeEndpoint"),
     "multi-model": ("sklearn-train+serve-extend-prebuilt-cpu", "sagemaker-runtime.InvokeEndpoint"),
 }
@@ -513,8 +516,14 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
         region = run.answers["aws_region"]
         results = [{"Body": CSV_ANSWER, "ContentType": "text/csv"}, second]
         moto.post_json("/moto-api/static/sagemaker/endpoint-results", {"region": region, "results": results})
-        async_results = {"region": region, "results": [{"data": CSV_ANSWER}]}
-        moto.post_json("/moto-api/static/sagemaker/async-endpoint-results", async_results)
+        async_answer = (
+            {"is_failure": True, "data": ASYNC_ERROR_BODY} if fail_operation == ASYNC_ERROR else {"data": CSV_ANSWER}
+        )
+        moto.post_json(
+            "/moto-api/static/sagemaker/async-endpoint-results", {"region": region, "results": [async_answer]}
+        )
+        if fail_operation == ASYNC_ERROR:
+            fail_operation = None
         parameters = {
             "role_arn": ROLE_ARN,
             "bucket": BUCKET,
@@ -1018,7 +1027,7 @@ def test_hosting_cover_spans_every_mode_and_base_image(bake_once):
     assert frameworks == set(FRAMEWORKS)
     for mode, (key, operation) in HOSTING_FAILURES.items():
         assert BY_ID[key].scope == "train+serve" and BY_ID[key].processor == "cpu", mode
-        assert re.fullmatch(r"sagemaker(-runtime)?\.[A-Z]\w+", operation), operation
+        assert operation == ASYNC_ERROR or re.fullmatch(r"sagemaker(-runtime)?\.[A-Z]\w+", operation), operation
 
 
 def test_hosting_notebook_runs_to_the_end(hosting_run):
@@ -1180,9 +1189,18 @@ def test_hosting_deletes_what_it_created(hosting_run):
 def test_hosting_clean_up_runs_when_a_request_fails(hosting_failure):
     run = hosting_failure
     assert run.returncode != 0, "the injected failure did not fail the notebook"
-    assert "failure injected by the notebook test" in run.log
-    operation = HOSTING_FAILURES[run.hosting_mode][1].split(".", 1)[1]
-    assert not [call for call in run.calls if call.operation == operation], f"{operation} reached the emulator"
+    failure = HOSTING_FAILURES[run.hosting_mode][1]
+    if failure == ASYNC_ERROR:
+        # Sent, and failed where SageMaker writes an async request's error; the notebook read it there and stopped.
+        assert len([call for call in run.calls if call.operation == "InvokeEndpointAsync"]) == 1
+        errors = [uri for uri in run.objects if uri.startswith(f"{run.prefix()}/async/failures/")]
+        assert len(errors) == 1 and errors[0].endswith("-error.out"), errors
+        assert run.objects[errors[0]].decode() == ASYNC_ERROR_BODY
+        assert f"the asynchronous request failed: {ASYNC_ERROR_BODY}" in run.log
+    else:
+        assert "failure injected by the notebook test" in run.log
+        operation = failure.split(".", 1)[1]
+        assert not [call for call in run.calls if call.operation == operation], f"{operation} reached the emulator"
     assert_hosting_deleted(run)
     if run.hosting_mode == "batch":
         name = run.only("CreateModel")["ModelName"]
