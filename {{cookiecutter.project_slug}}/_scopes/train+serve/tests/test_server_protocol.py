@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}._runtime.server import (
     ServingProtocol,
 )
 
-from .support import csv_body, run_cli, sample_rows
+from .support import FEATURES, csv_body, run_cli, sample_rows
 from .test_server import Server, free_port, post_head, read_response
 
 ROWS = sample_rows(2)
@@ -156,6 +156,7 @@ def test_no_fixed_payload_limit_takes_a_body_over_6_mb(trained_tree):
     ("headers", "status", "reason"),
     [
         ({"Content-Type": "text/plain"}, 415, b"content type 'text/plain' is not supported"),
+        ({"Content-Type": "text/csv; charset=iso-8859-1"}, 415, b"charset 'iso-8859-1' is not supported"),
         ({"Content-Type": "text/csv"}, 413, f"body of {BIG} bytes is over the limit of {MEBIBYTE} bytes".encode()),
         ({"Content-Type": "text/csv", "Accept": "image/png"}, 406, b"accept type 'image/png' is not supported"),
         ({"Content-Type": "text/csv", "Content-Encoding": "gzip"}, 415, b"content encoding 'gzip' is not supported"),
@@ -249,6 +250,13 @@ def test_custom_attributes_are_accepted_and_not_echoed(running, expected):
 
 def test_content_encoding_identity_is_plain(running, expected):
     assert predict(connection(running.port), **{"Content-Encoding": "identity"}) == (200, as_csv(expected))
+
+
+def test_the_content_types_parameters_reach_the_handlers(running):
+    """`header=absent` says a first row of names is data: refused, where without it the row is read as a header."""
+    named = ",".join(FEATURES).encode() + b"\n" + TWO_ROWS
+    status, answer = predict(connection(running.port), named, **{"Content-Type": "text/csv; header=absent"})
+    assert (status, b"malformed CSV" in answer) == (400, True)
 
 
 # The same app and connection protocol in this process, with a short wait for a request's head.

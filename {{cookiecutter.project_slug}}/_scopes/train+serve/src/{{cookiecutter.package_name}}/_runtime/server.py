@@ -267,15 +267,11 @@ class App:
             request_custom_attributes.set(custom_attributes(_header(scope, CUSTOM_ATTRIBUTES)))
             response_custom_attributes.set(None)
             check_content_encoding(_header(scope, b"content-encoding"))
-            content_type = inference.media_type(_header(scope, b"content-type"))
-            if content_type not in inference.CONTENT_TYPES:
-                raise inference.UnsupportedContentType(
-                    f"content type {content_type or '(none)'!r} is not supported; "
-                    f"use {' or '.join(inference.CONTENT_TYPES)}"
-                )
+            content_type_header = _header(scope, b"content-type")
+            content_type = inference.check_content_type(content_type_header)
             accept = self._accept(_header(scope, b"accept"), content_type)
             body = await self._body(scope, receive)
-            rows = inference.input_fn(body, content_type)
+            rows = inference.input_fn(body, content_type_header or content_type)  # with CSV's header=present
             prediction = inference.predict_fn(rows, model)
             answer = inference.output_fn(prediction, accept)
             await _respond(send, 200, answer, inference.media_type(accept), headers=_answer_custom_attributes())
