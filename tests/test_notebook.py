@@ -14,6 +14,11 @@ The train-only CPU runs (one per framework and base image, the two ways the code
 `use_local_code`: the SDK uploads the project's code as the job's `code` channel and its start-up script as
 `sm_drivers`; the test checks what was uploaded and how the job is told to start (tests/test_images.py runs that
 start-up in the built images).
+Every combination's run hosts the model in real time (HOSTING_MODE's default). The other hosting modes (batch
+transform, asynchronous, serverless and multi-model endpoints) run on a covering set, HOSTING_COVER, plus one run
+each whose request fails, HOSTING_FAILURES; moto writes neither transform outputs nor async answers where AWS does,
+nor training artifacts, so notebook_kernel_startup.py does, and the answers are moto's canned ones: these runs prove
+the notebook's calls, its checks of what comes back and its clean-up, not the model.
 The runs go in parallel when the module starts; each test then waits for the run it checks.
 """
 
