@@ -1129,10 +1129,11 @@ def assert_multi_model_requests(run: Run) -> None:
     assert container["Mode"] == "MultiModel"
     assert container["ModelDataUrl"] == models
     assert container["Image"] == serving_image(run)
+    # The server switches to SageMaker's multi-model API (the project's, or AWS's toolkit); each artifact has its code/.
+    expected_environment = {"SAGEMAKER_MULTI_MODEL": "true"}
     if run.answers["base_image"] == "extend-prebuilt":
-        assert container["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py"}
-    else:
-        assert not container.get("Environment")
+        expected_environment["SAGEMAKER_PROGRAM"] = "inference.py"
+    assert container["Environment"] == expected_environment
     assert model["ExecutionRoleArn"] == ROLE_ARN
     # Two copies of the training job's artifact (the project's own trained model, packed by the test), made in S3.
     artifact = run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
