@@ -1497,6 +1497,69 @@ def test_hosting_settings_are_checked_before_any_aws_call(hosting_refusals, kind
         assert mention in outcome["message"], f"{case}: the refusal does not name {mention!r}: {outcome['message']}"
 
 
+# The serverless helper, run on its own with stand-ins for the deploy and invoke helpers: a request above serverless
+# endpoints' 4 MB is refused before anything is created; one of exactly 4 MB is deployed. Prints JSON per size.
+SERVERLESS_PAYLOAD_HARNESS = """
+import json, sys, tempfile, types
+from pathlib import Path
+
+for name in ("sagemaker", "sagemaker.core", "sagemaker.core.inference_config"):
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["sagemaker.core.inference_config"].ServerlessInferenceConfig = lambda **settings: settings
+notebook = json.load(open(sys.argv[1]))
+cells = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+helper = next(source for source in cells if "def serve_serverless(" in source)
+outcomes = {}
+for size in json.loads(sys.argv[2]):
+    created = []
+    local_tree = Path(tempfile.mkdtemp())
+    samples = local_tree / "sample-requests"
+    samples.mkdir()
+    (samples / "payload.csv").write_bytes(b"1" * size)
+    (samples / "payload.json").write_text("{}")
+    namespace = {
+        "local_tree": local_tree,
+        "serverless_memory_mb": 2048,
+        "serverless_max_concurrency": 5,
+        "deploy_model": lambda name, config: created.append(config),
+        "invoke": lambda endpoint: None,
+    }
+    exec(helper, namespace)
+    try:
+        namespace["serve_serverless"]("a-name")
+        outcomes[size] = {"error": "", "message": "", "created": created}
+    except Exception as error:
+        outcomes[size] = {"error": type(error).__name__, "message": str(error), "created": created}
+print(json.dumps(outcomes))
+"""
+SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024
+
+
+def test_serverless_refuses_requests_over_4_mb_before_creating_anything(bake_once, tmp_path):
+    combination = HOSTING_PROJECTS["cpu"]
+    project = bake_once(**combination.answers()).project_path
+    sizes = [SERVERLESS_PAYLOAD_LIMIT, SERVERLESS_PAYLOAD_LIMIT + 1]
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SERVERLESS_PAYLOAD_HARNESS,
+            str(project / "notebooks" / "launch.ipynb"),
+            json.dumps(sizes),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+    )
+    outcomes = json.loads(finished.stdout)
+    at_limit, above = outcomes[str(sizes[0])], outcomes[str(sizes[1])]
+    assert at_limit == {"error": "", "message": "", "created": [{"memory_size_in_mb": 2048, "max_concurrency": 5}]}
+    assert above["error"] == "ValueError" and above["created"] == [], above
+    assert "4 MB" in above["message"] and "payload.csv" in above["message"], above["message"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The notebook's install instruction is the README's and the Makefile's
 
