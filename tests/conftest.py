@@ -85,7 +85,16 @@ FRAMEWORK_RUNTIME_MODULES = {
     "pytorch": ("distributed.py",),
     "tensorflow": ("batches.py", "checkpoints.py", "distributed.py", "network.py"),
 }
-SERVING_MODULES = ("inference.py", "multi_model.py", "payloads.py", "server.py")
+SERVING_MODULES = (
+    "custom_attributes.py",
+    "http_connection.py",
+    "inference.py",
+    "multi_model.py",
+    "npy.py",
+    "payloads.py",
+    "server.py",
+    "server_settings.py",
+)
 
 
 def expected_files(answers: dict[str, str]) -> set[str]:

@@ -66,7 +66,16 @@ PER_FRAMEWORK_FILES = (
     "test_tuning.py",
 )
 MULTI_HOST_TESTS = ("cluster.py", "support.py", "conftest.py", "test_multi_host.py", *PER_FRAMEWORK_FILES)
-SERVING_ONLY = {"inference.py", "payloads.py", "server.py", "__main__.py"}
+SERVING_ONLY = {
+    "custom_attributes.py",
+    "http_connection.py",
+    "inference.py",
+    "npy.py",
+    "payloads.py",
+    "server.py",
+    "server_settings.py",
+    "__main__.py",
+}
 
 
 def multi_host_code(project: Path) -> dict[str, bytes]:

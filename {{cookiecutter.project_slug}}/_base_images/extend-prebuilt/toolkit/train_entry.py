@@ -24,8 +24,11 @@ INFERENCE_HANDLERS = Path(__file__).resolve().with_name("inference.py")
 LEFT_OUT = (
     "__main__.py",
     "_runtime/channels.py",
+    "_runtime/custom_attributes.py",
+    "_runtime/http_connection.py",
     "_runtime/sample_tree.py",
     "_runtime/server.py",
+    "_runtime/server_settings.py",
     "_runtime/training.py",
 {%- if cookiecutter.framework == "tensorflow" %}
     "_runtime/batches.py",

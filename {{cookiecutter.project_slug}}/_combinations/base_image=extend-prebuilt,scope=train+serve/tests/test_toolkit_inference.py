@@ -83,7 +83,9 @@ def test_training_packs_only_what_the_inference_image_runs(artifact):
     assert "inference.py" in packed
     assert f"{PACKAGE}/_runtime/inference.py" in packed
     assert f"{PACKAGE}/data.py" in packed and f"{PACKAGE}/model.py" in packed, "the user's modules go along"
-    for left_out in ("__main__.py", "_runtime/server.py", "_runtime/training.py", "_runtime/sample_tree.py"):
+    assert f"{PACKAGE}/_runtime/npy.py" in packed, "payloads.py reads .npy bodies with it"
+    server_only = ("server.py", "server_settings.py", "http_connection.py", "custom_attributes.py")
+    for left_out in ("__main__.py", *(f"_runtime/{name}" for name in server_only), "_runtime/training.py"):
         assert f"{PACKAGE}/{left_out}" not in packed
 
 

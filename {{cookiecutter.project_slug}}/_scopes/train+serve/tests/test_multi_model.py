@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}._runtime.multi_model import (
     container_memory,
     memory_limit,
 )
-from {{ cookiecutter.package_name }}._runtime.server import ServerSettings
+from {{ cookiecutter.package_name }}._runtime.server_settings import ServerSettings
 
 from .support import CLASSIFICATION, SCHEMA, csv_body, environment_for, make_tree, run_cli, sample_rows
 from .test_server import Server, as_csv

@@ -14,16 +14,11 @@ import numpy as np
 import pytest
 import uvicorn
 
-from {{ cookiecutter.package_name }}._runtime import inference, server
+from {{ cookiecutter.package_name }}._runtime import custom_attributes, inference
+from {{ cookiecutter.package_name }}._runtime.http_connection import MAX_HEAD_BYTES, ServingProtocol
 from {{ cookiecutter.package_name }}._runtime.inference import model_fn
-from {{ cookiecutter.package_name }}._runtime.server import (
-    LARGEST_BODY_BYTES,
-    MAX_HEAD_BYTES,
-    App,
-    ServedModel,
-    ServerSettings,
-    ServingProtocol,
-)
+from {{ cookiecutter.package_name }}._runtime.server import App, ServedModel
+from {{ cookiecutter.package_name }}._runtime.server_settings import LARGEST_BODY_BYTES, ServerSettings
 
 from .support import FEATURES, csv_body, run_cli, sample_rows
 from .test_server import Server, free_port, post_head, read_response
@@ -318,9 +313,9 @@ def test_handlers_read_the_custom_attributes_and_may_answer_some(in_process, exp
     project_output_fn = inference.output_fn
 
     def output_fn(prediction, accept):
-        seen.append(server.request_custom_attributes.get())
+        seen.append(custom_attributes.request_custom_attributes.get())
         if seen[-1] is not None:
-            server.response_custom_attributes.set(f"echo={seen[-1]}")
+            custom_attributes.response_custom_attributes.set(f"echo={seen[-1]}")
         return project_output_fn(prediction, accept)
 
     monkeypatch.setattr(inference, "output_fn", output_fn)

@@ -4,9 +4,8 @@ Four formats, in and out: CSV (`text/csv`), JSON (`application/json`), JSON Line
 (`application/jsonlines`, one row or record per line) and NumPy's .npy (`application/x-npy`, what the
 SageMaker SDK's NumpySerializer sends). Rows come by position (CSV lines, JSON lists, .npy rows: the
 features in the schema's order) or by name (a CSV header row, JSON records `{"<feature>": value}`).
-Text is UTF-8. Nothing from a request is ever unpickled: a .npy body is read without `numpy.load`,
-its header first, then its data only when the dtype is plain numbers and the body holds exactly
-the bytes the header's shape needs (so a small body claiming a huge shape allocates nothing).
+Text is UTF-8. Nothing from a request is ever unpickled: a .npy body is read by npy.py, never
+`numpy.load`.
 
 CSV and JSON Lines answers have exactly one line per row, in the rows' order, and no header: what a
 batch transform with `SplitType=Line` and `AssembleWith=Line` (and `JoinSource=Input`) needs. Every
@@ -16,17 +15,15 @@ for the caller.
 
 from __future__ import annotations
 
-import io
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from . import npy
 from .messages import shown
 from .tables import DataError, Schema, is_number, parse_numbers, quoted, split_cells
 
@@ -43,20 +40,6 @@ TEXT_TYPES = (CSV, JSON, JSON_LINES, JSON_LINES_ALIAS)
 UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
 # `Accept: application/json; probabilities=true` asks a classifier for its class probabilities.
 PROBABILITIES = "probabilities"
-# .npy bodies hold integers or floats; not booleans, complex numbers, text, dates, objects or records.
-NPY_NUMBER_KINDS = "iuf"
-NPY_KIND_NAMES = {
-    "O": "Python objects",
-    "b": "booleans",
-    "c": "complex numbers",
-    "U": "text",
-    "S": "bytes",
-    "M": "dates",
-    "m": "time spans",
-    "V": "records of named fields",
-}
-NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
-NOT_NPY = "the body is not a .npy array: send what numpy.save writes for an array of numbers"
 # `Content-Type: text/csv; header=present` (or `absent`) says whether the first line names the columns.
 HEADER = "header"
 
@@ -298,45 +281,13 @@ def _shown(value: Any) -> str:
 def parse_npy(body: bytes | bytearray | str) -> Rows:
     if isinstance(body, str):
         raise InferenceError("an application/x-npy body is binary: send the bytes numpy.save writes")
-    values = read_npy(body)
+    try:
+        values = npy.read(body)
+    except npy.NotNumbers as error:
+        raise InferenceError(str(error)) from None
     if values.ndim not in (1, 2):
         raise InferenceError(f"the .npy array has shape {values.shape}: send one row (1-D) or rows of features (2-D)")
     return Rows(values=values.reshape(1, -1) if values.ndim == 1 else values)
-
-
-def read_npy(body: bytes | bytearray) -> np.ndarray:
-    """A .npy body's array as float64, in the shape it was saved in."""
-    stream = io.BytesIO(body)
-    try:
-        version = npy_format.read_magic(stream)
-        if version not in NPY_HEADER_READERS:
-            raise InferenceError(f"{NOT_NPY} (format version 1.0 or 2.0; this is {version[0]}.{version[1]})")
-        shape, fortran_order, dtype = NPY_HEADER_READERS[version](stream)
-    except InferenceError:
-        raise
-    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError):
-        raise InferenceError(NOT_NPY) from None
-    if dtype.kind not in NPY_NUMBER_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        held = NPY_KIND_NAMES.get(dtype.kind, f"values of type {dtype.name}")
-        raise InferenceError(f"the .npy array holds {held}, not numbers: send an array of integers or floats")
-    if any(size < 0 for size in shape):
-        raise InferenceError(f"{NOT_NPY} (its header's shape {shape} is not an array's)")
-    data = memoryview(body)[stream.tell() :]
-    needed = math.prod(shape) * dtype.itemsize
-    if len(data) != needed:
-        raise InferenceError(
-            f"the .npy body holds {len(data):,} bytes of data, but its header's shape {shape} of {dtype.name} "
-            f"needs {needed:,}: is the body cut short?"
-        )
-    values = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
-    return values.reshape(shape, order="F" if fortran_order else "C").astype(np.float64)
-
-
-def npy_bytes(values: np.ndarray) -> bytes:
-    """An array as `numpy.save` writes it: what the SDK's NumpyDeserializer reads."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(values), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def parse(body: bytes | bytearray | str, content_type: str) -> Rows:
@@ -435,7 +386,7 @@ def encode(prediction: Prediction, accept: str) -> bytes:
         probabilities = prediction.probabilities()
         classes = prediction.classes.tolist() if prediction.classes is not None else None
         if kind == NPY:
-            return npy_bytes(probabilities)
+            return npy.to_bytes(probabilities)
         if kind == CSV:
             return _lines(",".join(f"{p:.6g}" for p in row) for row in probabilities.tolist())
         if kind == JSON:
@@ -446,7 +397,7 @@ def encode(prediction: Prediction, accept: str) -> bytes:
             for value, row in zip(values.tolist(), probabilities.tolist(), strict=True)
         )
     if kind == NPY:
-        return npy_bytes(values)
+        return npy.to_bytes(values)
     if kind == JSON:
         return json.dumps({"predictions": values.tolist()}).encode("utf-8")
     # A number's str() is its JSON; json.dumps only for anything else a model might answer.
