@@ -7,6 +7,7 @@ Upgrade, custom attributes and Content-Encoding.
 
 import http.client
 import json
+import os
 import socket
 import threading
 
@@ -68,6 +69,7 @@ def predict(client: http.client.HTTPConnection, body=TWO_ROWS, **headers) -> tup
 
 
 # Start: every variable SageMaker sets is checked before the server binds its port.
+WORKERS_ALLOWED = f"a whole number of workers (8 per CPU at most), from 1 to {8 * (os.cpu_count() or 1)}"
 
 
 @pytest.mark.parametrize(
@@ -75,8 +77,9 @@ def predict(client: http.client.HTTPConnection, body=TWO_ROWS, **headers) -> tup
     [
         ("SAGEMAKER_BIND_TO_PORT", "0", "a port number, from 1 to 65535"),
         ("SAGEMAKER_BIND_TO_PORT", "http", "a port number, from 1 to 65535"),
-        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "a whole number of workers, 1 or more"),
-        ("SAGEMAKER_MODEL_SERVER_WORKERS", "1.5", "a whole number of workers, 1 or more"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", WORKERS_ALLOWED),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "1.5", WORKERS_ALLOWED),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "100000", WORKERS_ALLOWED),
         ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60s", "a whole number of seconds, 1 or more"),
         ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-1", "a whole number of megabytes, 0 or more"),
         ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6.5", "a whole number of megabytes, 0 or more"),

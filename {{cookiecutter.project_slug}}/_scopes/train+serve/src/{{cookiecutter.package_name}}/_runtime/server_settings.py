@@ -21,6 +21,9 @@ LARGEST_BODY_BYTES = 1024 * MEBIBYTE
 DEFAULT_TIMEOUT_SECONDS = 60  # a real-time endpoint's: InvokeEndpoint gives up after 60 s
 # How long a batch transform job waits for a mini-batch unless its ModelClientConfig says otherwise.
 BATCH_TIMEOUT_SECONDS = 600
+# Each worker holds its own copy of the model and answers one request at a time on CPU-bound maths: past a
+# few per CPU they only wait for each other, and a slip such as 100000 would fork until memory runs out.
+WORKERS_PER_CPU = 8
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,12 @@ class ServerSettings:
         return cls(
             port=_whole_number(environ, "SAGEMAKER_BIND_TO_PORT", 8080, "a port number", 1, 65535),
             workers=_whole_number(
-                environ, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, "a whole number of workers", 1
+                environ,
+                "SAGEMAKER_MODEL_SERVER_WORKERS",
+                os.cpu_count() or 1,
+                f"a whole number of workers ({WORKERS_PER_CPU} per CPU at most)",
+                1,
+                WORKERS_PER_CPU * (os.cpu_count() or 1),
             ),
             timeout=_whole_number(
                 environ,
