@@ -81,8 +81,9 @@ WORKERS_ALLOWED = f"a whole number of workers (8 per CPU at most), from 1 to {8 
         ("SAGEMAKER_MODEL_SERVER_WORKERS", "1.5", WORKERS_ALLOWED),
         ("SAGEMAKER_MODEL_SERVER_WORKERS", "100000", WORKERS_ALLOWED),
         ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60s", "a whole number of seconds, 1 or more"),
-        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-1", "a whole number of megabytes, 0 or more"),
-        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6.5", "a whole number of megabytes, 0 or more"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-1", "a whole number of megabytes, from 0 to 1024"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6.5", "a whole number of megabytes, from 0 to 1024"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "100000", "a whole number of megabytes, from 0 to 1024"),
         ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/xml", f"one of {', '.join(inference.ACCEPT_TYPES)}"),
         ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "*/*", f"one of {', '.join(inference.ACCEPT_TYPES)}"),
         ("SAGEMAKER_MULTI_MODEL", "yes", "true or false"),
@@ -184,6 +185,33 @@ def test_a_refusal_reaches_a_client_that_sends_a_big_chunked_body_first(running,
     assert predict(client) == (200, as_csv(expected))
 
 
+def continue_head(content_type: str, length: int) -> bytes:
+    return (
+        f"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+
+
+def test_a_refusal_before_100_continue_closes_the_connection(running):
+    # The client waits for 100 Continue before its body and sends none after a final answer: nothing follows
+    # for the server to throw away, so it closes rather than take the client's next request for that body.
+    with running.connect() as sock:
+        sock.sendall(continue_head("text/plain", 7_000_000))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert (response.status, response.getheader("Connection")) == (415, "close")
+        assert b"is not supported" in response.read()
+        assert sock.recv(1) == b""  # closed by the server (the socket's timeout fails a hang)
+
+
+def test_a_body_sent_after_100_continue_is_answered(running, expected):
+    with running.connect() as sock:
+        sock.sendall(continue_head("text/csv", len(TWO_ROWS)))
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(TWO_ROWS)
+        assert read_response(sock) == (200, as_csv(expected))
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
@@ -205,6 +233,7 @@ def test_a_head_over_the_limit_gets_a_431(running):
     with running.connect() as sock:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * (4 * MAX_HEAD_BYTES) + b"\r\n\r\n")
         assert read_response(sock) == (431, f"the request line and headers are over {MAX_HEAD_BYTES} bytes\n".encode())
+        assert sock.recv(1) == b""  # the answer ends the connection: a client reading to the end gets there
     many = "".join(f"X-Header-{index}: {'b' * 100}\r\n" for index in range(MAX_HEAD_BYTES // 100))
     with running.connect() as sock:
         sock.sendall(f"GET /ping HTTP/1.1\r\nHost: test\r\n{many}\r\n".encode())

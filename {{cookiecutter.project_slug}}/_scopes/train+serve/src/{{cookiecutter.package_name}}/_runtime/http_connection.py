@@ -61,6 +61,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._finished = False  # nothing more is parsed or answered on this connection
         self._upgrade_body = False  # httptools skips this request's body: it is parsed past the upgrade point
         self._replaying_head = False
+        self._awaits_continue = False  # `Expect: 100-continue` and none of its body has arrived yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -127,11 +128,13 @@ class ServingProtocol(HttpToolsProtocol):
             return
         self._stop_waiting_for_head()
         self._body_read = False
+        self._awaits_continue = (b"expect", b"100-continue") in ((n, v.lower()) for n, v in self.headers)
         self._upgrade_body = self.parser.should_upgrade() and any(name in FRAMING_HEADERS for name, _ in self.headers)
         super().on_headers_complete()
         self.cycle.transport = _ClosesAfterTheBody(self)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
+        self._awaits_continue = False
         if not self._finished:
             super().on_body(body)
 
@@ -149,14 +152,18 @@ class ServingProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         waiting = not self.pipeline  # else the next request, parsed already, starts now
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not self._body_read and self._awaits_continue:
+            # Refused before the 100 Continue went out: the client sends no body, so there is nothing to
+            # throw away and no way to tell where the next request would start.
+            self._finish()
+        elif not self.transport.is_closing():
             self._discarding, self._discarded = not self._body_read, 0
             if waiting:
                 self._wait_for_head()
 
     def close_after_body(self) -> None:
-        """Close once the request's body has been read to its end: now, if it has."""
-        if self._body_read:
+        """Close once the request's body has been read to its end: now, if it has or none will come."""
+        if self._body_read or self._awaits_continue:
             self._finish()
         else:
             self._close_after_body = True
@@ -179,6 +186,8 @@ class ServingProtocol(HttpToolsProtocol):
             headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
             head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
             self.transport.write(STATUS_LINE[status] + head + b"\r\n" + body)
+            if self.transport.can_write_eof():  # clients reading to the end see it now, not at the timeout
+                self.transport.write_eof()
         self._finished = True
         self._discarding, self._discarded = True, 0
         self._wait_for_head()

@@ -172,6 +172,7 @@ class App:
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, model: Any) -> None:
         """The answer of `model` to the request: /invocations' rules, which /models/<name>/invoke shares."""
+        body = None
         try:
             request = custom_attributes.check(_header(scope, custom_attributes.HEADER))
             custom_attributes.request_custom_attributes.set(request)
@@ -186,9 +187,11 @@ class App:
             answer = inference.output_fn(prediction, accept)
             await _respond(send, 200, answer, inference.media_type(accept), headers=custom_attributes.answer_headers())
         except inference.InferenceError as error:
-            # A body left unread is read and thrown away by ServingProtocol: the connection stays usable.
+            # A body left unread is read and thrown away by ServingProtocol: the connection stays usable,
+            # unless the client waits for 100 Continue before sending it (then it never comes).
             reason = str(error).replace("\n", " ")
-            await _respond(send, error.status, f"{reason}\n".encode(), TEXT)
+            close = body is None and _expects_continue(scope)
+            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=close)
         except ClientDisconnected:
             return
 
@@ -197,6 +200,7 @@ class App:
         assert self.models is not None
         method = scope["method"]
         name, invoke = multi_model.model_path(scope["path"])
+        body = None
         try:
             if invoke and method == "POST":
                 await self._predict(scope, receive, send, self.models.model(name or ""))
@@ -207,7 +211,8 @@ class App:
             reason = str(error).replace("\n", " ")
             allowed = getattr(error, "allow", ())
             headers = [(b"allow", ", ".join(allowed).encode())] if allowed else []
-            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, headers=headers)
+            close = body is None and method == "POST" and _expects_continue(scope)
+            await _respond(send, error.status, f"{reason}\n".encode(), TEXT, close=close, headers=headers)
             return
         except ClientDisconnected:
             return
@@ -244,6 +249,11 @@ class App:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _expects_continue(scope: Scope) -> bool:
+    """The client sends the body only after a 100 Continue, which goes out when the app first reads it."""
+    return (_header(scope, b"expect") or "").strip().lower() == "100-continue"
 
 
 async def _respond(

@@ -42,7 +42,12 @@ class ServerSettings:
     def from_environ(cls, environ: Mapping[str, str]) -> ServerSettings:
         batch = _true_or_false(environ, "SAGEMAKER_BATCH")
         megabytes = _whole_number(
-            environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_IN_MB, "a whole number of megabytes", 0
+            environ,
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+            DEFAULT_MAX_PAYLOAD_IN_MB,
+            "a whole number of megabytes",
+            0,
+            LARGEST_BODY_BYTES // MEBIBYTE,
         )
         return cls(
             port=_whole_number(environ, "SAGEMAKER_BIND_TO_PORT", 8080, "a port number", 1, 65535),
