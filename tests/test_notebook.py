@@ -961,12 +961,28 @@ def serving_image(run: Run) -> str:
     return run.image_uri
 
 
-def assert_model(run: Run) -> dict[str, Any]:
+# The container's environment each mode adds: the project's own server reads SageMaker's variables; AWS's prebuilt
+# image reads the timeout only (its toolkit has no SAGEMAKER_MAX_PAYLOAD_IN_MB).
+MODE_ENVIRONMENT = {
+    "from-scratch": {
+        "async": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "900", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"},
+        "serverless": {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "4"},
+    },
+    "extend-prebuilt": {"async": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "900"}},
+}
+PREBUILT_ENVIRONMENT = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+
+
+def assert_model(run: Run, mode: str = "realtime") -> dict[str, Any]:
     """The one model, serving the training job's artifact with the serving image; returns the CreateModel request."""
     model = run.only("CreateModel")
-    if run.answers["base_image"] == "extend-prebuilt":
-        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-        assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    base_image = run.answers["base_image"]
+    expected = {**(PREBUILT_ENVIRONMENT if base_image == "extend-prebuilt" else {})}
+    expected.update(MODE_ENVIRONMENT[base_image].get(mode, {}))
+    if mode != "realtime":
+        assert model["PrimaryContainer"].get("Environment", {}) == expected
+    elif base_image == "extend-prebuilt":
+        assert model["PrimaryContainer"]["Environment"].items() >= expected.items()
     assert model["PrimaryContainer"]["Image"] == serving_image(run)
     assert model["PrimaryContainer"]["ModelDataUrl"] == run.training_job["ModelArtifacts"]["S3ModelArtifacts"]
     assert model["ExecutionRoleArn"] == ROLE_ARN
@@ -1080,7 +1096,7 @@ def assert_batch_requests(run: Run) -> None:
 
 
 def assert_async_requests(run: Run) -> None:
-    assert_model(run)
+    assert_model(run, "async")
     prefix = run.prefix()
     config = run.only("CreateEndpointConfig")
     output = f"{prefix}/async/output"
@@ -1109,7 +1125,7 @@ def assert_async_requests(run: Run) -> None:
 
 
 def assert_serverless_requests(run: Run) -> None:
-    assert_model(run)
+    assert_model(run, "serverless")
     config = run.only("CreateEndpointConfig")
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == {
@@ -1460,7 +1476,15 @@ HOSTING_CASES = {
     },
     "gpu": {
         "serverless in a GPU project": (SERVERLESS_MODE, ["serverless", "CPU only", "GPU"]),
-        "multi-model on the GPU default instance": ({"HOSTING_MODE": "multi-model"}, ["multi-model", "CPU"]),
+        # The GPU image does not declare the multi-model capability, whatever the instance.
+        "multi-model on the GPU default instance": (
+            {"HOSTING_MODE": "multi-model"},
+            ["multi-model", "GPU image", "realtime, batch or async"],
+        ),
+        "multi-model in a GPU project on a CPU instance": (
+            {"HOSTING_MODE": "multi-model", "inference_instance_type": "ml.m5.large"},
+            ["multi-model", "GPU image", "realtime, batch or async"],
+        ),
         **{f"{mode} as it comes": ({"HOSTING_MODE": mode}, []) for mode in ("realtime", "batch", "async")},
     },
 }
@@ -1521,7 +1545,7 @@ for size in json.loads(sys.argv[2]):
         "local_tree": local_tree,
         "serverless_memory_mb": 2048,
         "serverless_max_concurrency": 5,
-        "deploy_model": lambda name, config: created.append(config),
+        "deploy_model": lambda name, config, environment=None: created.append([config, environment]),
         "invoke": lambda endpoint: None,
     }
     exec(helper, namespace)
@@ -1555,7 +1579,8 @@ def test_serverless_refuses_requests_over_4_mb_before_creating_anything(bake_onc
     )
     outcomes = json.loads(finished.stdout)
     at_limit, above = outcomes[str(sizes[0])], outcomes[str(sizes[1])]
-    assert at_limit == {"error": "", "message": "", "created": [{"memory_size_in_mb": 2048, "max_concurrency": 5}]}
+    deployed = [{"memory_size_in_mb": 2048, "max_concurrency": 5}, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "4"}]
+    assert at_limit == {"error": "", "message": "", "created": [deployed]}
     assert above["error"] == "ValueError" and above["created"] == [], above
     assert "4 MB" in above["message"] and "payload.csv" in above["message"], above["message"]
 
