@@ -108,6 +108,9 @@ HOSTING_FAILURES = {
     "serverless": ("sklearn-train+serve-from-scratch-cpu", "sagemaker-runtime.InvokeEndpoint"),
     "multi-model": ("sklearn-train+serve-extend-prebuilt-cpu", "sagemaker-runtime.InvokeEndpoint"),
 }
+# The notebook's own output check, made to fail: the async answer comes back one line short of the rows sent.
+SHORT_ASYNC_ANSWER = "async answer one line short"
+CHECK_FAILURES = {"async": ("sklearn-train+serve-from-scratch-cpu", SHORT_ASYNC_ANSWER)}
 BY_ID = {c.id: c for c in SUPPORTED}
 HOSTING_RUNS = [(mode, BY_ID[key]) for mode, keys in HOSTING_COVER.items() for key in keys]
 SERVERLESS = {"serverless_memory_mb": 3072, "serverless_max_concurrency": 7}  # not the notebook's defaults
@@ -524,10 +527,12 @@ def execute(run: Run, workdir: Path, fail_operation: str | None = None) -> Run:
         async_answer = (
             {"is_failure": True, "data": ASYNC_ERROR_BODY} if fail_operation == ASYNC_ERROR else {"data": CSV_ANSWER}
         )
+        if fail_operation == SHORT_ASYNC_ANSWER:
+            async_answer = {"data": "".join(CSV_ANSWER.splitlines(keepends=True)[:-1])}
         moto.post_json(
             "/moto-api/static/sagemaker/async-endpoint-results", {"region": region, "results": [async_answer]}
         )
-        if fail_operation == ASYNC_ERROR:
+        if fail_operation in (ASYNC_ERROR, SHORT_ASYNC_ANSWER):
             fail_operation = None
         parameters = {
             "role_arn": ROLE_ARN,
@@ -665,7 +670,11 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
     wanted_hosting_failures = {
         item.callspec.params["hosting_failure"] for item in items if "hosting_failure" in item.fixturenames
     }
+    wanted_check_failures = {
+        item.callspec.params["check_failure"] for item in items if "check_failure" in item.fixturenames
+    }
     hosted = {c.id for _, c in wanted_hosting} | {HOSTING_FAILURES[mode][0] for mode in wanted_hosting_failures}
+    hosted |= {CHECK_FAILURES[mode][0] for mode in wanted_check_failures}
     projects = {}
     for combination in SUPPORTED:
         if combination.id in wanted | wanted_tuning | hosted or combination == failing:
@@ -706,6 +715,10 @@ def runs(request, bake_once, tmp_path_factory) -> Iterator[dict[str, Future[Run]
         combination_id, operation = HOSTING_FAILURES[mode]
         key = f"failed-{mode}"
         futures[key] = pool.submit(one, key, *projects[combination_id], operation, hosting_mode=mode)
+    for mode in sorted(wanted_check_failures):
+        combination_id, failure = CHECK_FAILURES[mode]
+        key = f"check-failed-{mode}"
+        futures[key] = pool.submit(one, key, *projects[combination_id], failure, hosting_mode=mode)
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -732,6 +745,11 @@ def hosting_run(request, runs) -> Run:
 @pytest.fixture(params=sorted(HOSTING_FAILURES))
 def hosting_failure(request, runs) -> Run:
     return runs[f"failed-{request.param}"].result()
+
+
+@pytest.fixture(params=sorted(CHECK_FAILURES))
+def check_failure(request, runs) -> Run:
+    return runs[f"check-failed-{request.param}"].result()
 
 
 def serves(run: Run) -> bool:
@@ -1228,6 +1246,14 @@ def test_hosting_clean_up_runs_when_a_request_fails(hosting_failure):
         name = run.only("CreateModel")["ModelName"]
         assert [call.json()["TransformJobName"] for call in run.sagemaker("DescribeTransformJob")] == [name]
         assert f"no TransformJob {name} to stop" in run.output
+
+
+def test_hosting_stops_on_a_wrong_answer_and_cleans_up(check_failure):
+    run = check_failure
+    assert run.returncode != 0, "the short answer did not fail the notebook"
+    rows = len(CSV_ANSWER.splitlines())
+    assert f"{rows} rows sent, but the answer has {rows - 1} lines" in run.log
+    assert_hosting_deleted(run)
 
 
 def test_iam_policy_allows_every_hosting_call(hosting_run):
