@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
+import sys
 from types import ModuleType
 
 import numpy as np
@@ -23,6 +24,7 @@ def driver(project: Project) -> ModuleType:
     path = project.root / "tests" / "batch_transform.py"
     spec = importlib.util.spec_from_file_location(f"{project.package}_batch_transform", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 

@@ -95,7 +95,7 @@ def test_the_lock_matches_the_rendered_pyproject(bake_once, combination: Combina
 
 @pytest.mark.parametrize("combination", SUPPORTED, ids=lambda c: c.id)
 def test_only_images_whose_server_hosts_several_models_say_so(bake_once, combination: Combination):
-    """The multi-model label: the project's own server (from-scratch, train+serve), on CPU, where SageMaker allows it."""
+    """The multi-model label: the project's own server (from-scratch, train+serve), on CPU, as SageMaker allows."""
     dockerfile = (bake_once(**combination.answers()).project_path / "Dockerfile").read_text()
     own_server = combination.base_image == "from-scratch" and combination.scope == "train+serve"
     declared = "LABEL com.amazonaws.sagemaker.capabilities.multi-models=true" in dockerfile
