@@ -63,7 +63,7 @@ def throughput(
     served = transform.execution_parameters(transform.Connections("127.0.0.1", port, 600.0))
     parameters = transform.ExecutionParameters(served.max_concurrent_transforms, served.batch_strategy, payload_mb)
     tiled = [expected[index % len(expected)] for index in range(records)]
-    figures: dict = {"records": records, "max_payload_in_mb": payload_mb}
+    figures: dict = {"records": records}
     for content_type in FORMATS:
         data = input_file(rows, content_type)
         rates, requests = [], 0

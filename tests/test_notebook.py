@@ -1323,10 +1323,8 @@ def test_tuning_deploys_the_best_training_job_and_deletes_it(tuning_run):
 # ---------------------------------------------------------------------------------------------------------
 # Launch options that cannot work are refused before any AWS call: no emulator needed
 
-# The parameters cell, then the set-up cell, of the rendered notebook, run as papermill would, with boto3 and the
-# SDK's Session replaced by stand-ins that fail the case if the set-up gets as far as reaching for AWS. The bad
-# tuning ranges come from the project's own schema. Prints each case's outcome as JSON.
-REFUSAL_HARNESS = """
+# boto3 and the SDK's Session as stand-ins that raise ReachedAws: a set-up cell that gets that far reached for AWS.
+AWS_STAND_INS = """
 import json, sys, types
 
 class ReachedAws(Exception):
@@ -1339,7 +1337,14 @@ for name in ("boto3", "sagemaker", "sagemaker.core", "sagemaker.core.helper", "s
     sys.modules[name] = types.ModuleType(name)
 sys.modules["boto3"].Session = reach
 sys.modules["sagemaker.core.helper.session_helper"].Session = reach
+"""
 
+# The parameters cell, then the set-up cell, of the rendered notebook, run as papermill would, with boto3 and the
+# SDK's Session replaced by stand-ins that fail the case if the set-up gets as far as reaching for AWS. The bad
+# tuning ranges come from the project's own schema. Prints each case's outcome as JSON.
+REFUSAL_HARNESS = (
+    AWS_STAND_INS
+    + """
 from {package}.model import HYPERPARAMETERS
 
 numbers = [h for h in HYPERPARAMETERS if h.type in (int, float) and not h.choices]
@@ -1388,6 +1393,7 @@ for case, (options, mentions) in cases.items():
     outcomes[case] = {{"error": outcome[0], "message": outcome[1], "mentions": mentions}}
 print(json.dumps(outcomes))
 """
+)
 REFUSALS = [
     "spot with a warm pool",
     "max wait below the runtime",
@@ -1425,20 +1431,9 @@ def test_launch_options_that_work_get_as_far_as_aws(refusals):
 
 # The same way for HOSTING_MODE and the serverless settings: {case: [parameters, what the refusal names]} in argv[2];
 # an empty list of mentions marks settings that must get as far as AWS.
-HOSTING_HARNESS = """
-import json, sys, types
-
-class ReachedAws(Exception):
-    pass
-
-def reach(*args, **kwargs):
-    raise ReachedAws("the set-up cell reached for AWS")
-
-for name in ("boto3", "sagemaker", "sagemaker.core", "sagemaker.core.helper", "sagemaker.core.helper.session_helper"):
-    sys.modules[name] = types.ModuleType(name)
-sys.modules["boto3"].Session = reach
-sys.modules["sagemaker.core.helper.session_helper"].Session = reach
-
+HOSTING_HARNESS = (
+    AWS_STAND_INS
+    + """
 notebook = json.load(open(sys.argv[1]))
 cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
 parameters = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
@@ -1456,6 +1451,7 @@ for case, (options, mentions) in json.loads(sys.argv[2]).items():
     outcomes[case] = {"error": outcome[0], "message": outcome[1], "mentions": mentions}
 print(json.dumps(outcomes))
 """
+)
 SERVERLESS_MODE = {"HOSTING_MODE": "serverless"}
 HOSTING_CASES = {
     "cpu": {

@@ -308,9 +308,12 @@ def test_multi_model_mode_is_true_or_false():
     ],
 )
 def test_a_bad_multi_model_setting_stops_the_server_with_one_line(tmp_path, variables, reason):
-    finished = run_cli("serve", base_dir=tmp_path, **variables)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    finished = run_cli("serve", base_dir=tmp_path, TMPDIR=str(scratch), **variables)
     assert finished.returncode != 0
     assert finished.stderr.strip() == f"cannot serve: {reason}"
+    assert not any(scratch.iterdir())  # no registry left behind
 
 
 # The real server, two workers, the way SageMaker drives it.

@@ -104,11 +104,12 @@ class MultiModelConfig:
     def create(
         cls, root: Path, workers: int, environ: Mapping[str, str], temporary_dir: Path | None = None
     ) -> MultiModelConfig:
+        limit = memory_limit(environ)  # a bad value stops the server before a registry is left behind
         return cls(
             root=Path(os.path.abspath(root)),
             registry=Path(tempfile.mkdtemp(prefix="multi-model-registry-", dir=temporary_dir)),
             workers=workers,
-            memory_limit_bytes=memory_limit(environ),
+            memory_limit_bytes=limit,
         )
 
 
