@@ -8,8 +8,8 @@ import pytest
 from {{ cookiecutter.package_name }}._runtime.inference import model_fn
 
 from .batch_transform import MEBIBYTE, ExecutionParameters, TransformFailed, mini_batches, split_lines, transform
-from .support import CLASSIFICATION, FEATURES, SCHEMA, csv_body, sample_rows
-from .test_server import Server
+from .support import CLASSIFICATION, FEATURES, csv_body, sample_rows
+from .test_server import FLOATS, Server
 
 RECORDS = 100_000
 MAX_PAYLOAD_IN_MB = 1  # the smallest a job can set: 100,000 records take several mini-batches
@@ -33,8 +33,7 @@ def rows() -> np.ndarray:
     generator = np.random.default_rng(15)
     sample = sample_rows()
     drawn = sample[generator.integers(0, len(sample), RECORDS)]
-    floats = np.array([kind == "float" for _, kind in SCHEMA.features])
-    drawn[:, floats] += generator.normal(0, 0.05, (RECORDS, int(floats.sum())))
+    drawn[:, FLOATS] += generator.normal(0, 0.05, (RECORDS, int(FLOATS.sum())))
     return drawn
 
 
