@@ -11,6 +11,10 @@ from .batch_transform import MEBIBYTE, ExecutionParameters, TransformFailed, min
 from .support import CLASSIFICATION, FEATURES, csv_body, sample_rows
 from .test_server import FLOATS, Server
 
+# The slow tier (`make test-all`): hosting modes and HTTP's edges, template code that model.py and data.py
+# leave as it is; the everyday tier serves the model through the same server (test_server.py).
+pytestmark = pytest.mark.slow
+
 RECORDS = 100_000
 MAX_PAYLOAD_IN_MB = 1  # the smallest a job can set: 100,000 records take several mini-batches
 WORKERS = 2

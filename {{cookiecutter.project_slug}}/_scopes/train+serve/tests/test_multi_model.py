@@ -30,6 +30,10 @@ from {{ cookiecutter.package_name }}._runtime.server_settings import ServerSetti
 from .support import CLASSIFICATION, SCHEMA, csv_body, environment_for, make_tree, run_cli, sample_rows
 from .test_server import Server, as_csv
 
+# The slow tier (`make test-all`): hosting modes and HTTP's edges, template code that model.py and data.py
+# leave as it is; the everyday tier serves the model through the same server (test_server.py).
+pytestmark = pytest.mark.slow
+
 ROWS = sample_rows(8)
 BODY = csv_body(ROWS)
 # A model whose files alone are larger than any limit set here (sparse: it takes no room on disk).

@@ -24,6 +24,10 @@ from {{ cookiecutter.package_name }}._runtime.server_settings import LARGEST_BOD
 from .support import FEATURES, csv_body, run_cli, sample_rows
 from .test_server import Server, free_port, post_head, read_response
 
+# The slow tier (`make test-all`): hosting modes and HTTP's edges, template code that model.py and data.py
+# leave as it is; the everyday tier serves the model through the same server (test_server.py).
+pytestmark = pytest.mark.slow
+
 ROWS = sample_rows(2)
 TWO_ROWS = csv_body(ROWS)
 MEBIBYTE = 1024 * 1024
