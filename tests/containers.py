@@ -70,6 +70,12 @@ class Container:
     process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
 
+# The OCI runtime seals a copy of itself in a memfd before it starts the container's process; now and then the
+# kernel refuses the seal (EBUSY) and the runtime gives up with this message, before anything of the image has
+# run. That failure alone is tried once more (seen once in a CI run's several hundred container starts).
+RUNTIME_START_GLITCH = "sealing memfd copy: Device or resource busy"
+
+
 def _check(command: Sequence[str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
     finished = subprocess.run(
         list(command), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL, **kwargs
@@ -160,6 +166,12 @@ class Engine(ABC):
 
     def run(self, container: Container, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run to the end in the foreground; stdout and stderr together."""
+        finished = self._run_once(container, timeout)
+        if finished.returncode != 0 and RUNTIME_START_GLITCH in finished.stdout:
+            finished = self._run_once(container, timeout)
+        return finished
+
+    def _run_once(self, container: Container, timeout: float) -> subprocess.CompletedProcess[str]:
         self.start(container)
         assert container.process is not None
         try:
